@@ -415,7 +415,7 @@ proptest! {
                         Ok(out) => {
                             prop_assert!(rs.steps.contains_key(out.terminal()));
                             let trace = out.trace().unwrap();
-                            prop_assert!(trace.steps.len() as u32 <= rs.config.max_depth());
+                            prop_assert!(trace.steps().len() as u32 <= rs.config.max_depth());
                             let _ = serde_json::to_string(&out).unwrap();
                         }
                         Err(e) => {

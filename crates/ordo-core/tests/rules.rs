@@ -380,8 +380,8 @@ fn trace_records_path_names_durations_and_branches() {
         .unwrap();
     let trace = out.trace().unwrap();
     assert_eq!(trace.path(), "check_tier -> no_discount");
-    assert_eq!(trace.steps.len(), 2);
-    let (d, t) = (&trace.steps[0], &trace.steps[1]);
+    assert_eq!(trace.steps().len(), 2);
+    let (d, t) = (&trace.steps()[0], &trace.steps()[1]);
     assert_eq!(
         (d.id, d.name, d.branch, d.next),
         (
@@ -405,7 +405,7 @@ fn trace_records_path_names_durations_and_branches() {
             },
         )
         .unwrap();
-    assert_eq!(vip.trace().unwrap().steps[0].branch, Some(1));
+    assert_eq!(vip.trace().unwrap().steps()[0].branch, Some(1));
     // enable_trace in the ruleset turns tracing on for every call.
     let mut always = rules(DISCOUNT);
     always.config.enable_trace = Some(true);

@@ -13,6 +13,8 @@ use smallvec::SmallVec;
 
 pub use outcome::{LogRecord, MetricRecord, Outcome, Output, Trace, TraceStep};
 
+use outcome::TraceSteps;
+
 use outcome::Extras;
 
 use crate::error::{EvalError, ExecError, ExecErrorKind};
@@ -23,6 +25,11 @@ use crate::rule::compiled::{
     Terminal,
 };
 use crate::value::{Str, Value};
+
+static DEFAULT_OPTIONS: ExecOptions = ExecOptions {
+    trace: false,
+    timeout: None,
+};
 
 /// Per-call options.
 #[derive(Debug, Clone, Default)]
@@ -51,48 +58,58 @@ fn new_vars(n: usize) -> Vars {
 
 impl CompiledRuleSet {
     /// Executes against `input` with default options.
+    #[inline]
     pub fn execute<'r>(&'r self, input: &Value) -> Result<Outcome<'r>, ExecError> {
-        self.execute_with(input, &ExecOptions::default())
+        self.execute_with(input, &DEFAULT_OPTIONS)
     }
 
     /// Executes against `input`.
+    ///
+    /// Always inlined: the outcome is then built directly where the caller keeps it,
+    /// instead of being copied out of this frame.
+    #[inline(always)]
     pub fn execute_with<'r>(
         &'r self,
         input: &Value,
         opts: &ExecOptions,
     ) -> Result<Outcome<'r>, ExecError> {
-        let rule_limit = (self.timeout_ms > 0).then(|| Duration::from_millis(self.timeout_ms));
-        let limit = match (rule_limit, opts.timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let cap_ms = opts.timeout.map_or(0, |d| {
+            // A cap below one millisecond still caps.
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        let limit_ms = match (self.timeout_ms, cap_ms) {
+            (0, cap) => cap,
+            (own, 0) => own,
+            (own, cap) => own.min(cap),
         };
         let mut run = Run {
             rule: self,
             steps: 0,
-            deadline: limit.map(|limit| Deadline {
-                end: clock::now().after(limit),
-                limit_ms: limit.as_millis().try_into().unwrap_or(u64::MAX),
+            deadline: (limit_ms > 0).then(|| Deadline {
+                end: clock::now().after_ms(limit_ms),
+                limit_ms,
             }),
-            trace: (opts.trace || self.enable_trace).then(Vec::new),
-            logs: Vec::new(),
-            metrics: Vec::new(),
+            trace: (opts.trace || self.enable_trace).then(|| Tracer {
+                steps: TraceSteps::new(),
+                last: quanta::Instant::now(),
+            }),
+            records: None,
         };
         let mut vars = new_vars(self.main.vars);
-        let mut values = Values::new();
-        let terminal = run.flow(&self.main, input, &[], &mut vars, &mut values)?;
-        let extras =
-            (run.trace.is_some() || !run.logs.is_empty() || !run.metrics.is_empty()).then(|| {
-                Box::new(Extras {
-                    logs: run.logs,
-                    metrics: run.metrics,
-                    trace: run.trace.map(|steps| Trace { steps }),
-                })
+        // Built in place and filled by the walk, so the output values are not moved.
+        let mut out = Outcome {
+            terminal: &self.placeholder,
+            values: Values::new(),
+            extras: None,
+        };
+        out.terminal = run.flow(&self.main, input, &[], &mut vars, &mut out.values)?;
+        if let Some(tracer) = run.trace {
+            run.records.get_or_insert_default().trace = Some(Trace {
+                steps: tracer.steps,
             });
-        Ok(Outcome {
-            terminal,
-            values,
-            extras,
-        })
+        }
+        out.extras = run.records;
+        Ok(out)
     }
 }
 
@@ -106,9 +123,16 @@ struct Run<'r> {
     /// Steps executed so far, across sub-rules.
     steps: u32,
     deadline: Option<Deadline>,
-    trace: Option<Vec<TraceStep<'r>>>,
-    logs: Vec<LogRecord<'r>>,
-    metrics: Vec<MetricRecord<'r>>,
+    trace: Option<Tracer<'r>>,
+    /// Logs and metrics, allocated when the first one is recorded.
+    records: Option<Box<Extras<'r>>>,
+}
+
+/// Trace steps being recorded, and the clock reading that ended the last one: one
+/// reading per step boundary times every step.
+struct Tracer<'r> {
+    steps: TraceSteps<'r>,
+    last: quanta::Instant,
 }
 
 impl<'r> Run<'r> {
@@ -153,7 +177,7 @@ impl<'r> Run<'r> {
                 let limit_ms = d.limit_ms;
                 return Err(self.fail(g, step, ExecErrorKind::Timeout { limit_ms }));
             }
-            let started = self.trace.is_some().then(quanta::Instant::now);
+            let started = self.trace.as_ref().map(|t| t.last);
             let (next, branch) = match &step.kind {
                 Kind::Decision(d) => {
                     let env = Env {
@@ -190,7 +214,6 @@ impl<'r> Run<'r> {
                         vars,
                         missing,
                     };
-                    values.reserve(t.values.len());
                     for v in t.values.iter() {
                         values.push(match v {
                             OutputValue::Const(c) => c.clone(),
@@ -281,6 +304,12 @@ impl<'r> Run<'r> {
         }
     }
 
+    #[cold]
+    fn records(&mut self) -> &mut Extras<'r> {
+        self.records.get_or_insert_default()
+    }
+
+    #[inline(always)]
     fn actions(
         &mut self,
         actions: &'r [Action],
@@ -309,7 +338,7 @@ impl<'r> Run<'r> {
                         *var = Some(v);
                     }
                 }
-                Action::Log { level, message } => self.logs.push(LogRecord {
+                Action::Log { level, message } => self.records().logs.push(LogRecord {
                     step: &step.id,
                     level: *level,
                     message,
@@ -322,7 +351,7 @@ impl<'r> Run<'r> {
                         missing,
                     };
                     let value = value.eval(&env)?.into_owned();
-                    self.metrics.push(MetricRecord {
+                    self.records().metrics.push(MetricRecord {
                         step: &step.id,
                         name,
                         value,
@@ -334,14 +363,20 @@ impl<'r> Run<'r> {
         Ok(())
     }
 
-    /// Sets the duration of trace entry `i` to the time since `t0`.
+    /// Sets the duration of trace entry `i` to the time from `t0` to the end of the last
+    /// step recorded (a sub-rule step lasts until its sub-rule's last step ends).
+    #[cold]
     fn finish(&mut self, i: usize, t0: quanta::Instant) {
-        if let Some(entry) = self.trace.as_mut().and_then(|t| t.get_mut(i)) {
-            entry.duration_ns = t0.elapsed().as_nanos().try_into().unwrap_or(u64::MAX);
+        if let Some(tracer) = self.trace.as_mut() {
+            let end = tracer.last;
+            if let Some(entry) = tracer.steps.get_mut(i) {
+                entry.duration_ns = nanos(end.saturating_duration_since(t0));
+            }
         }
     }
 
     /// Appends a trace entry for `step`, timed from `started`; returns its index.
+    #[cold]
     fn record(
         &mut self,
         g: &'r Graph,
@@ -350,8 +385,11 @@ impl<'r> Run<'r> {
         branch: Option<usize>,
         next: Option<usize>,
     ) -> Option<usize> {
-        let trace = self.trace.as_mut()?;
+        let tracer = self.trace.as_mut()?;
         let t0 = started?;
+        let now = quanta::Instant::now();
+        tracer.last = now;
+        let trace = &mut tracer.steps;
         {
             trace.push(TraceStep {
                 id: &step.id,
@@ -363,13 +401,17 @@ impl<'r> Run<'r> {
                     Kind::Terminal(_) => "terminal",
                     Kind::SubRule(_) => "sub_rule",
                 },
-                duration_ns: t0.elapsed().as_nanos().try_into().unwrap_or(u64::MAX),
+                duration_ns: nanos(now.saturating_duration_since(t0)),
                 branch,
                 next: next.and_then(|n| g.steps.get(n)).map(|s| s.id.as_str()),
             });
         }
         Some(trace.len() - 1)
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().try_into().unwrap_or(u64::MAX)
 }
 
 fn format_sub_field(child: &Graph, name: &str) -> Str {

@@ -139,8 +139,11 @@ impl Serialize for MetricRecord<'_> {
 /// The steps an execution went through.
 #[derive(Debug, Clone, Default)]
 pub struct Trace<'r> {
-    pub steps: Vec<TraceStep<'r>>,
+    pub(crate) steps: TraceSteps<'r>,
 }
+
+/// A short trace lives inside the outcome's single extra allocation.
+pub(crate) type TraceSteps<'r> = smallvec::SmallVec<[TraceStep<'r>; 4]>;
 
 #[derive(Debug, Clone)]
 pub struct TraceStep<'r> {
@@ -157,7 +160,12 @@ pub struct TraceStep<'r> {
     pub next: Option<&'r str>,
 }
 
-impl Trace<'_> {
+impl<'r> Trace<'r> {
+    /// The steps, in execution order.
+    pub fn steps(&self) -> &[TraceStep<'r>] {
+        &self.steps
+    }
+
     /// `"a -> b -> c"`; steps inside a sub-rule read `sub::step`.
     pub fn path(&self) -> String {
         let mut out = String::new();
@@ -179,7 +187,7 @@ impl Serialize for Trace<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Trace", 2)?;
         st.serialize_field("path", &self.path())?;
-        st.serialize_field("steps", &self.steps)?;
+        st.serialize_field("steps", self.steps())?;
         st.end()
     }
 }

@@ -48,6 +48,23 @@ impl ArithOp {
 }
 
 impl CmpOp {
+    fn is_ordering(self) -> bool {
+        !matches!(self, CmpOp::Eq | CmpOp::Ne)
+    }
+
+    /// Whether the operator holds for operands ordered `ord`.
+    #[inline(always)]
+    fn holds(self, ord: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => ord == Ordering::Equal,
+            CmpOp::Ne => ord != Ordering::Equal,
+            CmpOp::Lt => ord == Ordering::Less,
+            CmpOp::Le => ord != Ordering::Greater,
+            CmpOp::Gt => ord == Ordering::Greater,
+            CmpOp::Ge => ord != Ordering::Less,
+        }
+    }
+
     /// The operator with its operands swapped: `a < b` is `b > a`.
     pub(crate) fn flipped(self) -> CmpOp {
         match self {
@@ -71,8 +88,34 @@ impl CmpOp {
     }
 }
 
-#[inline]
+/// Arithmetic. The float cases every pricing rule hits are answered inline; the rest,
+/// with its checks and error messages, is out of line.
+#[inline(always)]
 pub(crate) fn arith(op: ArithOp, l: &Value, r: &Value) -> Result<Value, EvalError> {
+    let (a, b) = match (l, r) {
+        (Value::Float(a), Value::Float(b)) => (*a, *b),
+        (Value::Float(a), Value::Int(b)) if b.unsigned_abs() <= EXACT => (*a, *b as f64),
+        (Value::Int(a), Value::Float(b)) if a.unsigned_abs() <= EXACT => (*a as f64, *b),
+        _ => return arith_general(op, l, r),
+    };
+    let v = match op {
+        ArithOp::Add => a + b,
+        ArithOp::Sub => a - b,
+        ArithOp::Mul => a * b,
+        _ => return arith_general(op, l, r),
+    };
+    if v.is_finite() {
+        Ok(Value::Float(v))
+    } else {
+        Err(EvalError::non_finite(op.name()))
+    }
+}
+
+/// Integers up to this magnitude are exact as floats.
+const EXACT: u64 = 1 << 53;
+
+#[inline(never)]
+fn arith_general(op: ArithOp, l: &Value, r: &Value) -> Result<Value, EvalError> {
     use Value::{Float, Int};
     let overflow = || EvalError::overflow(op.name());
     match (l, r) {
@@ -146,8 +189,29 @@ pub(crate) fn negate(v: &Value) -> Result<Value, EvalError> {
     }
 }
 
-#[inline]
+/// Comparison. Same-kind scalars are answered inline; the rest out of line.
+#[inline(always)]
 pub(crate) fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<bool, EvalError> {
+    let ord = match (l, r) {
+        (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+        (Value::Int(a), Value::Int(b)) => a.cmp(b),
+        (Value::Float(a), Value::Float(b)) => match a.partial_cmp(b) {
+            Some(ord) => ord,
+            None => return compare_general(op, l, r),
+        },
+        (Value::Float(a), Value::Int(b)) if op.is_ordering() && b.unsigned_abs() <= EXACT => {
+            match a.partial_cmp(&(*b as f64)) {
+                Some(ord) => ord,
+                None => return compare_general(op, l, r),
+            }
+        }
+        _ => return compare_general(op, l, r),
+    };
+    Ok(op.holds(ord))
+}
+
+#[inline(never)]
+fn compare_general(op: CmpOp, l: &Value, r: &Value) -> Result<bool, EvalError> {
     let ord = match op {
         CmpOp::Eq => return Ok(l == r),
         CmpOp::Ne => return Ok(l != r),
@@ -160,12 +224,7 @@ pub(crate) fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<bool, EvalError
             ))
         })?,
     };
-    Ok(match op {
-        CmpOp::Lt => ord == Ordering::Less,
-        CmpOp::Le => ord != Ordering::Greater,
-        CmpOp::Gt => ord == Ordering::Greater,
-        _ => ord != Ordering::Less,
-    })
+    Ok(op.holds(ord))
 }
 
 /// `item in coll`: array membership (strict equality), substring, or object key.

@@ -65,6 +65,13 @@ pub fn compile(rs: &RuleSet) -> Result<CompiledRuleSet, CompileError> {
             max_depth: rs.config.max_depth(),
             timeout_ms: rs.config.timeout_ms(),
             enable_trace: rs.config.enable_trace(),
+            placeholder: Terminal {
+                step: Str::default(),
+                code: Str::default(),
+                message: Str::default(),
+                keys: Box::default(),
+                values: Box::default(),
+            },
         }),
         _ => Err(CompileError { errors: c.errors }),
     }

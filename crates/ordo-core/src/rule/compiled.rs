@@ -21,6 +21,8 @@ pub struct CompiledRuleSet {
     pub(crate) max_depth: u32,
     pub(crate) timeout_ms: u64,
     pub(crate) enable_trace: bool,
+    /// The terminal an outcome points at until the real one is reached.
+    pub(crate) placeholder: Terminal,
 }
 
 impl CompiledRuleSet {
