@@ -128,6 +128,25 @@ struct Run<'r> {
     records: Option<Box<Extras<'r>>>,
 }
 
+/// What stays fixed while one flow runs; with the variables, it makes an `Env`.
+struct Frame<'a> {
+    input: &'a Value,
+    overlay: &'a [(Str, Value)],
+    missing: FieldMissing,
+}
+
+impl<'a> Frame<'a> {
+    #[inline(always)]
+    fn env<'e>(&'e self, vars: &'e [Option<Value>]) -> Env<'e> {
+        Env {
+            input: self.input,
+            overlay: self.overlay,
+            vars,
+            missing: self.missing,
+        }
+    }
+}
+
 /// Trace steps being recorded, and the clock reading that ended the last one: one
 /// reading per step boundary times every step.
 struct Tracer<'r> {
@@ -153,6 +172,11 @@ impl<'r> Run<'r> {
         values: &mut Values,
     ) -> Result<&'r Terminal, ExecError> {
         let missing = self.rule.missing;
+        let frame = Frame {
+            input,
+            overlay,
+            missing,
+        };
         let mut idx = g.entry;
         let first = self.steps;
         loop {
@@ -180,17 +204,12 @@ impl<'r> Run<'r> {
             let started = self.trace.as_ref().map(|t| t.last);
             let (next, branch) = match &step.kind {
                 Kind::Decision(d) => {
-                    let env = Env {
-                        input,
-                        overlay,
-                        vars,
-                        missing,
-                    };
+                    let env = frame.env(vars);
                     match choose(d, &env).map_err(|e| self.fail(g, step, e))? {
                         Some(b) => {
                             #[allow(clippy::indexing_slicing)]
                             let branch = &d.branches[b];
-                            self.actions(&branch.actions, step, input, overlay, missing, vars)
+                            self.actions(&branch.actions, step, &frame, vars)
                                 .map_err(|e| self.fail(g, step, e))?;
                             (branch.next, Some(b))
                         }
@@ -203,17 +222,12 @@ impl<'r> Run<'r> {
                     }
                 }
                 Kind::Action { actions, next } => {
-                    self.actions(actions, step, input, overlay, missing, vars)
+                    self.actions(actions, step, &frame, vars)
                         .map_err(|e| self.fail(g, step, e))?;
                     (*next, None)
                 }
                 Kind::Terminal(t) => {
-                    let env = Env {
-                        input,
-                        overlay,
-                        vars,
-                        missing,
-                    };
+                    let env = frame.env(vars);
                     for v in t.values.iter() {
                         values.push(match v {
                             OutputValue::Const(c) => c.clone(),
@@ -232,12 +246,7 @@ impl<'r> Run<'r> {
                     return Ok(t);
                 }
                 Kind::SubRule(call) => {
-                    let env = Env {
-                        input,
-                        overlay,
-                        vars,
-                        missing,
-                    };
+                    let env = frame.env(vars);
                     let mut child_overlay = Vec::with_capacity(call.bindings.len() + overlay.len());
                     for (k, n) in call.bindings.iter() {
                         let v = n.eval(&env).map_err(|e| self.fail(g, step, e))?;
@@ -314,9 +323,7 @@ impl<'r> Run<'r> {
         &mut self,
         actions: &'r [Action],
         step: &'r Step,
-        input: &Value,
-        overlay: &[(Str, Value)],
-        missing: FieldMissing,
+        frame: &Frame<'_>,
         vars: &mut Vars,
     ) -> Result<(), EvalError> {
         for a in actions {
@@ -327,12 +334,7 @@ impl<'r> Run<'r> {
                     }
                 }
                 Action::Set { slot, value } => {
-                    let env = Env {
-                        input,
-                        overlay,
-                        vars,
-                        missing,
-                    };
+                    let env = frame.env(vars);
                     let v = value.eval(&env)?.into_owned();
                     if let Some(var) = vars.get_mut(*slot) {
                         *var = Some(v);
@@ -344,12 +346,7 @@ impl<'r> Run<'r> {
                     message,
                 }),
                 Action::Metric { name, value, tags } => {
-                    let env = Env {
-                        input,
-                        overlay,
-                        vars,
-                        missing,
-                    };
+                    let env = frame.env(vars);
                     let value = value.eval(&env)?.into_owned();
                     self.records().metrics.push(MetricRecord {
                         step: &step.id,

@@ -5,19 +5,16 @@ use std::borrow::Cow;
 
 use regex::{Regex, RegexBuilder};
 
-use super::{Args, Builtin, Prepare, Prepared, string};
+use super::{Args, Builtin, Prepare, Prepared, func, string};
 use crate::error::EvalError;
 use crate::limits::{MAX_PATTERN_LEN, MAX_REGEX_SIZE};
 use crate::value::Value;
 
+/// A function whose first argument is a regex, compiled once when constant.
 const fn regex_fn(name: &'static str, min: usize, max: usize, call: super::Call) -> Builtin {
     Builtin {
-        name,
-        min,
-        max,
-        pure: true,
-        call,
         prepare: Some(prepare_regex as Prepare),
+        ..func(name, min, max, call)
     }
 }
 
