@@ -13,9 +13,7 @@ use smallvec::SmallVec;
 
 pub use outcome::{LogRecord, MetricRecord, Outcome, Output, Trace, TraceStep};
 
-use outcome::TraceSteps;
-
-use outcome::Extras;
+use outcome::{Extras, TraceSteps};
 
 use crate::error::{EvalError, ExecError, ExecErrorKind};
 use crate::expr::FieldMissing;
