@@ -125,6 +125,10 @@ impl std::ops::Deref for Object {
     }
 }
 
+/// Integers of at most this magnitude convert to floats exactly, so comparing or
+/// combining them as floats gives the exact answer.
+pub(crate) const EXACT_IN_FLOAT: u64 = 1 << 53;
+
 /// A new, empty map with the crate's hasher.
 pub fn new_map(capacity: usize) -> Map {
     Map::with_capacity_and_hasher(capacity, Default::default())
@@ -269,7 +273,7 @@ impl Value {
         match (self, other) {
             // Fast path for the common "float field vs integer literal": every int of
             // magnitude up to 2^53 is exact as a float, so the float compare is exact.
-            (Value::Float(a), Value::Int(b)) if b.unsigned_abs() <= 1 << 53 => {
+            (Value::Float(a), Value::Int(b)) if b.unsigned_abs() <= EXACT_IN_FLOAT => {
                 a.partial_cmp(&(*b as f64))
             }
             (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),

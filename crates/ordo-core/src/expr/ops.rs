@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use crate::error::EvalError;
 use crate::limits::MAX_STRING_BYTES;
-use crate::value::{Str, Value};
+use crate::value::{EXACT_IN_FLOAT, Str, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ArithOp {
@@ -94,8 +94,8 @@ impl CmpOp {
 pub(crate) fn arith(op: ArithOp, l: &Value, r: &Value) -> Result<Value, EvalError> {
     let (a, b) = match (l, r) {
         (Value::Float(a), Value::Float(b)) => (*a, *b),
-        (Value::Float(a), Value::Int(b)) if b.unsigned_abs() <= EXACT => (*a, *b as f64),
-        (Value::Int(a), Value::Float(b)) if a.unsigned_abs() <= EXACT => (*a as f64, *b),
+        (Value::Float(a), Value::Int(b)) if b.unsigned_abs() <= EXACT_IN_FLOAT => (*a, *b as f64),
+        (Value::Int(a), Value::Float(b)) if a.unsigned_abs() <= EXACT_IN_FLOAT => (*a as f64, *b),
         _ => return arith_general(op, l, r),
     };
     let v = match op {
@@ -110,9 +110,6 @@ pub(crate) fn arith(op: ArithOp, l: &Value, r: &Value) -> Result<Value, EvalErro
         Err(EvalError::non_finite(op.name()))
     }
 }
-
-/// Integers up to this magnitude are exact as floats.
-const EXACT: u64 = 1 << 53;
 
 #[inline(never)]
 fn arith_general(op: ArithOp, l: &Value, r: &Value) -> Result<Value, EvalError> {
@@ -199,7 +196,9 @@ pub(crate) fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<bool, EvalError
             Some(ord) => ord,
             None => return compare_general(op, l, r),
         },
-        (Value::Float(a), Value::Int(b)) if op.is_ordering() && b.unsigned_abs() <= EXACT => {
+        (Value::Float(a), Value::Int(b))
+            if op.is_ordering() && b.unsigned_abs() <= EXACT_IN_FLOAT =>
+        {
             match a.partial_cmp(&(*b as f64)) {
                 Some(ord) => ord,
                 None => return compare_general(op, l, r),
