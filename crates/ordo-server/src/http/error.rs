@@ -1,0 +1,124 @@
+//! The one JSON error shape: `{"code": "...", "message": "...", ...details}`.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::error::Error;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra fields merged into the body.
+    pub details: Map<String, Value>,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Map::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    fn with(mut self, key: &str, value: Value) -> ApiError {
+        self.details.insert(key.to_string(), value);
+        self
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let message = e.to_string();
+        match e {
+            Error::NotFound(_) => ApiError::not_found(message),
+            Error::BadRequest(_) => ApiError::bad_request(message),
+            Error::InvalidRuleSet { errors, .. } => {
+                let list: Vec<Value> = errors
+                    .iter()
+                    .map(|e| json!({"step": e.step, "field": e.field, "message": e.message}))
+                    .collect();
+                ApiError::bad_request(message).with("errors", Value::Array(list))
+            }
+            Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", message),
+            Error::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message),
+            Error::RateLimited {
+                retry_after_secs, ..
+            } => {
+                let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+                    .with("retry_after_secs", json!(retry_after_secs));
+                err.retry_after_secs = Some(retry_after_secs);
+                err
+            }
+            Error::Execution(e) => {
+                let mut err =
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "EXECUTION_ERROR", message)
+                        .with("step", json!(e.step()))
+                        .with("error_code", json!(e.code()));
+                if let Some(sub) = e.sub_rule() {
+                    err = err.with("sub_rule", json!(sub));
+                }
+                err
+            }
+            Error::Eval(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "EXECUTION_ERROR", message)
+            }
+            Error::Store(_) | Error::Internal(_) => {
+                tracing::error!(error = %message, "request failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+            }
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> ApiError {
+        ApiError::bad_request(format!("invalid path: {}", e.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> ApiError {
+        ApiError::bad_request(format!("invalid query: {}", e.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::with_capacity(self.details.len() + 2);
+        body.insert("code".into(), Value::String(self.code.into()));
+        body.insert("message".into(), Value::String(self.message));
+        body.extend(self.details);
+        let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
+        let mut response = (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

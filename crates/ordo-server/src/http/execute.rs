@@ -1,0 +1,140 @@
+//! Executions: single, batch, rule tests and expression evaluation.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use ordo_core::Value;
+use serde::Deserialize;
+
+use super::body::{self, Accept};
+use super::{AppState, json, requested_tenant};
+use crate::http::ApiError;
+use crate::service::{BatchOptions, TestCase};
+
+#[derive(Deserialize)]
+struct ExecuteRequest {
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    trace: bool,
+}
+
+pub async fn execute(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Path(name) = name?;
+    let (parts, body) = req.into_parts();
+    let svc = &state.service;
+    // Admission first: a rejected request costs no body read.
+    {
+        let catalog = svc.catalog();
+        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
+        svc.get(tenant, &name)?;
+        svc.admit(tenant)?;
+    }
+    let limit = svc.config().max_body_bytes;
+    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    let request: ExecuteRequest = body::parse_json(&bytes)?;
+    // The snapshot is taken again after the body is read, so the execution runs on the
+    // newest rules; nothing is held across the await above.
+    let catalog = svc.catalog();
+    let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
+    let entry = svc.get(tenant, &name)?;
+    let done = svc.execute(tenant, entry, &request.input, request.trace)?;
+    Ok(json(StatusCode::OK, &done))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    inputs: Vec<Value>,
+    #[serde(default)]
+    options: BatchOptions,
+}
+
+pub async fn batch(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Path(name) = name?;
+    let (parts, body) = req.into_parts();
+    let svc = state.service.clone();
+    {
+        let catalog = svc.catalog();
+        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
+        svc.get(tenant, &name)?;
+        svc.admit(tenant)?;
+    }
+    let limit = svc.config().max_body_bytes;
+    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    let request: BatchRequest = body::parse_json(&bytes)?;
+    let catalog = svc.catalog_full();
+    let tenant = svc
+        .tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?
+        .clone();
+    let entry = svc.get(&tenant, &name)?.clone();
+    // A batch can take milliseconds: it runs on the blocking pool, not an async worker.
+    let report = tokio::task::spawn_blocking(move || {
+        svc.batch(&tenant, &entry, &request.inputs, request.options)
+    })
+    .await
+    .map_err(|e| ApiError::from(crate::error::Error::Internal(e.to_string())))??;
+    Ok(json(StatusCode::OK, &report))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestRequest {
+    tests: Vec<TestCase>,
+}
+
+pub async fn test(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let Path(name) = name?;
+    let (parts, body) = req.into_parts();
+    let svc = &state.service;
+    {
+        let catalog = svc.catalog();
+        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
+        svc.get(tenant, &name)?;
+        svc.admit(tenant)?;
+    }
+    let limit = svc.config().max_body_bytes;
+    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    let request: TestRequest = body::parse_json(&bytes)?;
+    let catalog = svc.catalog();
+    let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
+    let entry = svc.get(tenant, &name)?;
+    let report = svc.run_tests(tenant, entry, &request.tests)?;
+    Ok(json(StatusCode::OK, &report))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvalRequest {
+    expression: String,
+    #[serde(default)]
+    context: Value,
+}
+
+pub async fn eval(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let svc = &state.service;
+    {
+        let catalog = svc.catalog();
+        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
+        svc.admit(tenant)?;
+    }
+    let limit = svc.config().max_body_bytes;
+    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    let request: EvalRequest = body::parse_json(&bytes)?;
+    let result = svc.eval(&request.expression, &request.context)?;
+    Ok(json(StatusCode::OK, &result))
+}

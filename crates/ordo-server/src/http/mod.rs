@@ -1,0 +1,268 @@
+//! The HTTP transport: a thin adapter that reads requests, calls the [`Service`] and
+//! writes JSON. The request path is a short stack of layers: request metrics, a request
+//! timeout and (on `/api/`) the API token check.
+
+mod body;
+mod error;
+mod execute;
+mod ops;
+mod rulesets;
+mod tenants;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use error::ApiError;
+
+use crate::service::Service;
+
+/// What every handler can reach. One `Arc`, because every layer clones it per request.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub service: Arc<Service>,
+    pub metrics: Option<PrometheusHandle>,
+    /// SHA-256 of each accepted API token: comparing digests in constant time reveals
+    /// neither the tokens nor their lengths.
+    token_digests: Vec<[u8; 32]>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(service: Arc<Service>, metrics: Option<PrometheusHandle>) -> AppState {
+        let token_digests = service
+            .config()
+            .api_token
+            .iter()
+            .map(|t| Sha256::digest(t.as_bytes()).into())
+            .collect();
+        AppState(Arc::new(Shared {
+            service,
+            metrics,
+            token_digests,
+        }))
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new()
+        .route(
+            "/api/v1/rulesets",
+            get(rulesets::list).post(rulesets::create_or_update),
+        )
+        .route(
+            "/api/v1/rulesets/{name}",
+            get(rulesets::get_one)
+                .put(rulesets::put)
+                .delete(rulesets::delete),
+        )
+        .route("/api/v1/rulesets/{name}/versions", get(rulesets::versions))
+        .route(
+            "/api/v1/rulesets/{name}/versions/{seq}",
+            get(rulesets::version),
+        )
+        .route("/api/v1/rulesets/{name}/rollback", post(rulesets::rollback))
+        .route("/api/v1/rulesets/{name}/test", post(execute::test))
+        .route("/api/v1/execute/{name}", post(execute::execute))
+        .route("/api/v1/execute/{name}/batch", post(execute::batch))
+        .route("/api/v1/eval", post(execute::eval))
+        .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
+        .route(
+            "/api/v1/tenants/{id}",
+            get(tenants::get_one)
+                .put(tenants::put)
+                .delete(tenants::delete),
+        )
+        .route("/api/v1/admin/reload", post(ops::reload));
+    // The token check is a layer only when tokens are configured: no cost otherwise.
+    if !state.token_digests.is_empty() {
+        api = api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    }
+
+    let mut router = Router::new()
+        .merge(api)
+        .route("/health", get(ops::health))
+        .route("/healthz/live", get(ops::live))
+        .route("/healthz/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    if let Some(timeout) = state.service.config().request_timeout() {
+        router = router.layer(middleware::from_fn(move |req: Request, next: Next| {
+            with_timeout(timeout, req, next)
+        }));
+    }
+    router.layer(middleware::from_fn(track)).with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
+}
+
+/// Route templates, so that request metrics use static labels (no allocation).
+const ROUTES: &[&str] = &[
+    "/api/v1/execute/{name}",
+    "/api/v1/execute/{name}/batch",
+    "/api/v1/eval",
+    "/api/v1/rulesets",
+    "/api/v1/rulesets/{name}",
+    "/api/v1/rulesets/{name}/versions",
+    "/api/v1/rulesets/{name}/versions/{seq}",
+    "/api/v1/rulesets/{name}/rollback",
+    "/api/v1/rulesets/{name}/test",
+    "/api/v1/tenants",
+    "/api/v1/tenants/{id}",
+    "/api/v1/admin/reload",
+    "/health",
+    "/healthz/live",
+    "/healthz/ready",
+    "/metrics",
+];
+
+fn static_method(m: &axum::http::Method) -> &'static str {
+    match *m {
+        axum::http::Method::GET => "GET",
+        axum::http::Method::POST => "POST",
+        axum::http::Method::PUT => "PUT",
+        axum::http::Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+fn static_status(s: StatusCode) -> &'static str {
+    const CODES: &[&str] = &[
+        "200", "201", "204", "400", "401", "403", "404", "405", "408", "409", "413", "415", "422",
+        "429", "500", "503",
+    ];
+    let code = s.as_str();
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Counts requests by route template, method and status.
+async fn track(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()).copied())
+        .unwrap_or("unmatched");
+    let method = static_method(req.method());
+    let response = next.run(req).await;
+    let status = static_status(response.status());
+    metrics::counter!("ordo_http_requests_total", "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    metrics::histogram!("ordo_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed());
+    response
+}
+
+async fn with_timeout(timeout: std::time::Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            format!("the request took longer than {} ms", timeout.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+/// Requires an API token on `/api/` when any is configured.
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| headers.get("x-api-token").and_then(|v| v.to_str().ok()));
+    let Some(token) = presented else {
+        return unauthorized(
+            "an API token is required (Authorization: Bearer <token> or X-API-Token)",
+        );
+    };
+    let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+    let mut ok = subtle::Choice::from(0);
+    for known in state.token_digests.iter() {
+        ok |= known.ct_eq(&digest);
+    }
+    if bool::from(ok) {
+        next.run(req).await
+    } else {
+        unauthorized("the API token is not valid")
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// The tenant a request names: `X-Tenant-ID`, else `?tenant_id=`.
+fn requested_tenant<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
+    if let Some(v) = headers.get("x-tenant-id") {
+        return v.to_str().ok();
+    }
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("tenant_id="))
+}
+
+/// A JSON response.
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("could not encode the response: {e}"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,86 @@
+//! Health, readiness, metrics and admin routes. None of them is tenant-gated or
+//! rate-limited; only reload (under `/api/`) needs the API token.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{AppState, json};
+use crate::http::ApiError;
+
+pub async fn health(State(state): State<AppState>) -> Response {
+    let svc = &state.service;
+    let catalog = svc.catalog_full();
+    let not_ready = svc.not_ready_reasons();
+    let degraded = svc.degraded_reasons();
+    let status = if !not_ready.is_empty() {
+        "not_ready"
+    } else if !degraded.is_empty() {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let storage = svc.storage_info();
+    let body = json!({
+        "status": status,
+        "role": "standalone",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": svc.uptime_seconds(),
+        "storage": {
+            "backend": storage.backend,
+            "durable": storage.durable,
+            "path": storage.path,
+            "rules_dir": svc.rules_dir(),
+            "last_seq": catalog.seq,
+            "rulesets": catalog.ruleset_count(),
+            "tenants": catalog.tenants.len(),
+        },
+        "sync": {"mode": "none", "applied_seq": catalog.seq},
+        "checks": {
+            "ready": not_ready.is_empty(),
+            "not_ready_reasons": not_ready,
+            "degraded_reasons": degraded,
+            "rules_dir_problems": svc.file_problems(),
+        },
+    });
+    json(StatusCode::OK, &body)
+}
+
+pub async fn live() -> Response {
+    json(StatusCode::OK, &json!({"status": "alive"}))
+}
+
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let reasons = state.service.not_ready_reasons();
+    if reasons.is_empty() {
+        json(StatusCode::OK, &json!({"status": "ready"}))
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "not_ready", "reasons": reasons}),
+        )
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let report = state.service.reload().await?;
+    Ok(json(StatusCode::OK, &report))
+}

@@ -1,0 +1,192 @@
+//! The in-memory catalog executions read: every tenant and its compiled rulesets, as of
+//! one commit `seq`, behind an [`ArcSwap`].
+//!
+//! A change builds a new catalog (sharing every untouched entry) and swaps it in, so an
+//! execution holds one consistent snapshot and never takes a lock or waits for a write.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+use metrics::{Counter, Histogram};
+use ordo_core::CompiledRuleSet;
+
+use crate::store::StoredRuleSet;
+use crate::tenant::{Limiter, TenantConfig};
+
+/// Fast hashing for short keys (names): the execute path looks up two per request.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Handles to a ruleset's execution metrics, registered once when it enters the catalog.
+pub struct ExecMetrics {
+    pub ok: Counter,
+    pub failed: Counter,
+    pub duration: Histogram,
+}
+
+impl ExecMetrics {
+    fn new(tenant: &str, name: &str) -> ExecMetrics {
+        let labels = [
+            ("tenant", tenant.to_string()),
+            ("ruleset", name.to_string()),
+        ];
+        let with_result = |result: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("result", result.to_string()));
+            l
+        };
+        ExecMetrics {
+            ok: metrics::counter!("ordo_executions_total", &with_result("success")),
+            failed: metrics::counter!("ordo_executions_total", &with_result("error")),
+            duration: metrics::histogram!("ordo_execution_duration_seconds", &labels),
+        }
+    }
+}
+
+/// One compiled ruleset and what it was compiled from.
+pub struct Entry {
+    pub compiled: CompiledRuleSet,
+    pub stored: StoredRuleSet,
+    pub description: String,
+    pub metrics: ExecMetrics,
+}
+
+impl Entry {
+    pub fn new(
+        stored: StoredRuleSet,
+        compiled: CompiledRuleSet,
+        description: String,
+    ) -> Arc<Entry> {
+        let metrics = ExecMetrics::new(&stored.tenant, &stored.name);
+        Arc::new(Entry {
+            compiled,
+            stored,
+            description,
+            metrics,
+        })
+    }
+}
+
+/// A tenant: its configuration, rate limiter and rulesets.
+pub struct TenantView {
+    pub config: TenantConfig,
+    pub limiter: Option<Arc<Limiter>>,
+    pub rulesets: FastMap<String, Arc<Entry>>,
+    /// False for the default tenant while it has no stored configuration of its own.
+    pub stored: bool,
+}
+
+impl TenantView {
+    pub fn new(config: TenantConfig, previous: Option<&TenantView>, stored: bool) -> TenantView {
+        let limiter = Limiter::for_config(&config, previous.and_then(|p| p.limiter.as_ref()));
+        TenantView {
+            config,
+            limiter,
+            rulesets: previous.map(|p| p.rulesets.clone()).unwrap_or_default(),
+            stored,
+        }
+    }
+}
+
+/// Everything executions need, as of commit `seq`.
+#[derive(Default, Clone)]
+pub struct Catalog {
+    pub seq: u64,
+    pub tenants: FastMap<String, Arc<TenantView>>,
+}
+
+impl Catalog {
+    pub fn tenant(&self, id: &str) -> Option<&Arc<TenantView>> {
+        self.tenants.get(id)
+    }
+
+    pub fn ruleset_count(&self) -> usize {
+        self.tenants.values().map(|t| t.rulesets.len()).sum()
+    }
+
+    /// A copy with `tenant`'s view replaced by `f` of its current view.
+    fn with_tenant(&self, tenant: &str, f: impl FnOnce(&TenantView) -> TenantView) -> Catalog {
+        let mut next = self.clone();
+        if let Some(view) = self.tenants.get(tenant) {
+            next.tenants.insert(tenant.to_string(), Arc::new(f(view)));
+        }
+        next
+    }
+
+    pub fn put_ruleset(&self, seq: u64, entry: Arc<Entry>) -> Catalog {
+        let tenant = entry.stored.tenant.clone();
+        let mut next = self.with_tenant(&tenant, |view| {
+            let mut rulesets = view.rulesets.clone();
+            rulesets.insert(entry.stored.name.clone(), entry);
+            TenantView {
+                config: view.config.clone(),
+                limiter: view.limiter.clone(),
+                rulesets,
+                stored: view.stored,
+            }
+        });
+        next.seq = seq;
+        next
+    }
+
+    pub fn delete_ruleset(&self, seq: u64, tenant: &str, name: &str) -> Catalog {
+        let mut next = self.with_tenant(tenant, |view| {
+            let mut rulesets = view.rulesets.clone();
+            rulesets.remove(name);
+            TenantView {
+                config: view.config.clone(),
+                limiter: view.limiter.clone(),
+                rulesets,
+                stored: view.stored,
+            }
+        });
+        next.seq = seq;
+        next
+    }
+
+    pub fn put_tenant(&self, seq: u64, config: TenantConfig) -> Catalog {
+        let mut next = self.clone();
+        let previous = self.tenants.get(&config.id).map(|v| v.as_ref());
+        let id = config.id.clone();
+        next.tenants
+            .insert(id, Arc::new(TenantView::new(config, previous, true)));
+        next.seq = seq;
+        next
+    }
+
+    pub fn delete_tenant(&self, seq: u64, id: &str) -> Catalog {
+        let mut next = self.clone();
+        next.tenants.remove(id);
+        next.seq = seq;
+        next
+    }
+}
+
+/// The swap point between the write path and the execute path.
+pub struct Projection {
+    current: ArcSwap<Catalog>,
+}
+
+impl Projection {
+    pub fn new(catalog: Catalog) -> Projection {
+        Projection {
+            current: ArcSwap::from_pointee(catalog),
+        }
+    }
+
+    /// The current snapshot (cheap, lock-free).
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<Catalog>> {
+        self.current.load()
+    }
+
+    pub fn load_full(&self) -> Arc<Catalog> {
+        self.current.load_full()
+    }
+
+    pub fn store(&self, catalog: Catalog) {
+        metrics::gauge!("ordo_catalog_seq").set(catalog.seq as f64);
+        metrics::gauge!("ordo_rulesets").set(catalog.ruleset_count() as f64);
+        self.current.store(Arc::new(catalog));
+    }
+}

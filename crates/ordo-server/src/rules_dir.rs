@@ -1,0 +1,422 @@
+//! The rules directory: every current ruleset as a readable file, and a place where
+//! hand-edited files come in.
+//!
+//! Layout: `DIR/<name>.json|yaml|yml` for the default tenant, `DIR/tenants/<tenant>/...`
+//! for the others, `DIR/.ordo/` for the database. A file's stem is its ruleset's name.
+//!
+//! Writes follow the log (invariant: files are derived from commits) without ever
+//! showing a half-written file, and survive a crash at any point:
+//! 1. the new content goes to `.<file>.ordo-tmp` (fsync file and directory), or for a
+//!    delete the file is renamed to `.<file>.ordo-del` (fsync directory);
+//! 2. the commit is appended to the log;
+//! 3. the temp file is renamed over the target / the marker is removed (fsync directory).
+//!
+//! After a crash, [`RulesDir::recover`] finishes step 3 when the log holds the commit and
+//! undoes step 1 when it does not. Any other difference between a file and the log is
+//! therefore a hand edit, imported as a commit.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use ordo_core::RuleSet;
+
+/// Biggest ruleset file read; larger files are reported and skipped.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+const TMP_SUFFIX: &str = ".ordo-tmp";
+const DEL_SUFFIX: &str = ".ordo-del";
+const TENANTS_DIR: &str = "tenants";
+/// Directory (inside the rules dir) holding the database and lock.
+pub const STATE_DIR: &str = ".ordo";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    fn of(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "json" => Some(Format::Json),
+            "yaml" | "yml" => Some(Format::Yaml),
+            _ => None,
+        }
+    }
+}
+
+/// A valid ruleset read from a file.
+#[derive(Debug)]
+pub struct FileRuleSet {
+    pub tenant: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub ruleset: RuleSet,
+}
+
+/// A file that could not be used, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileProblem {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Everything found in the directory.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub found: Vec<FileRuleSet>,
+    pub problems: Vec<FileProblem>,
+    /// `(tenant, name)` of rulesets whose files exist but could not be used: they are
+    /// neither imported nor treated as deleted.
+    pub unusable: HashSet<(String, String)>,
+}
+
+/// A file change prepared before its commit and finished after it.
+#[must_use = "a pending file write must be finished or aborted"]
+pub struct PendingFile {
+    staged: PathBuf,
+    target: PathBuf,
+    dir: PathBuf,
+    delete: bool,
+}
+
+impl PendingFile {
+    /// Makes the change visible (after the commit is durable).
+    pub fn finish(self) -> io::Result<()> {
+        if self.delete {
+            fs::remove_file(&self.staged)?;
+        } else {
+            fs::rename(&self.staged, &self.target)?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Undoes the preparation (the commit failed).
+    pub fn abort(self) {
+        let undo = if self.delete {
+            fs::rename(&self.staged, &self.target)
+        } else {
+            fs::remove_file(&self.staged)
+        };
+        if let Err(e) = undo.and_then(|()| sync_dir(&self.dir)) {
+            tracing::warn!(path = %self.staged.display(), error = %e, "could not undo a prepared file change; it is resolved at the next start");
+        }
+    }
+}
+
+pub struct RulesDir {
+    root: PathBuf,
+    default_tenant: String,
+}
+
+impl RulesDir {
+    /// Opens (creating) the directory and its state directory.
+    pub fn open(root: &Path, default_tenant: &str) -> io::Result<RulesDir> {
+        fs::create_dir_all(root.join(STATE_DIR))?;
+        Ok(RulesDir {
+            root: root.to_path_buf(),
+            default_tenant: default_tenant.to_string(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.root.join(STATE_DIR).join("ordo.db")
+    }
+
+    /// Takes the directory's exclusive lock, so that two instances never both act as
+    /// the authority over one directory. Held for as long as the returned file lives.
+    pub fn lock(&self) -> io::Result<File> {
+        let path = self.root.join(STATE_DIR).join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is locked by another ordo-server ({e})",
+                        self.root.display()
+                    ),
+                )
+            },
+        )?;
+        Ok(file)
+    }
+
+    fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        if tenant == self.default_tenant {
+            self.root.clone()
+        } else {
+            self.root.join(TENANTS_DIR).join(tenant)
+        }
+    }
+
+    /// The file a ruleset lives in: an existing YAML file keeps its format, otherwise JSON.
+    fn file_for(&self, tenant: &str, name: &str) -> (PathBuf, Format) {
+        let dir = self.tenant_dir(tenant);
+        for ext in ["yaml", "yml"] {
+            let path = dir.join(format!("{name}.{ext}"));
+            if path.exists() {
+                return (path, Format::Yaml);
+            }
+        }
+        (dir.join(format!("{name}.json")), Format::Json)
+    }
+
+    /// Step 1 of a put: stages the new content next to its target.
+    pub fn prepare_put(
+        &self,
+        tenant: &str,
+        name: &str,
+        ruleset: &RuleSet,
+    ) -> io::Result<PendingFile> {
+        let (target, format) = self.file_for(tenant, name);
+        let dir = self.tenant_dir(tenant);
+        if !dir.exists() {
+            fs::create_dir_all(&dir)?;
+            // Make the new directories themselves durable.
+            sync_dir(&self.root.join(TENANTS_DIR))?;
+            sync_dir(&self.root)?;
+        }
+        let text = match format {
+            Format::Json => {
+                let mut t = ruleset.to_json_pretty();
+                t.push('\n');
+                t
+            }
+            Format::Yaml => ruleset
+                .to_yaml()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?,
+        };
+        let staged = staged_path(&target, TMP_SUFFIX);
+        let mut file = File::create(&staged)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        sync_dir(&dir)?;
+        Ok(PendingFile {
+            staged,
+            target,
+            dir,
+            delete: false,
+        })
+    }
+
+    /// Step 1 of a delete: moves the file aside. `None` when there is no file.
+    pub fn prepare_delete(&self, tenant: &str, name: &str) -> io::Result<Option<PendingFile>> {
+        let dir = self.tenant_dir(tenant);
+        for ext in ["json", "yaml", "yml"] {
+            let target = dir.join(format!("{name}.{ext}"));
+            if target.exists() {
+                let staged = staged_path(&target, DEL_SUFFIX);
+                fs::rename(&target, &staged)?;
+                sync_dir(&dir)?;
+                return Ok(Some(PendingFile {
+                    staged,
+                    target,
+                    dir,
+                    delete: true,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Resolves file changes a crash interrupted: `current` gives the log's content hash
+    /// of a ruleset (None when it does not exist). Returns what was done, for the log.
+    pub fn recover(&self, current: impl Fn(&str, &str) -> Option<String>) -> Vec<String> {
+        let mut done = Vec::new();
+        for (tenant, dir) in self.tenant_dirs() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let staged = entry.path();
+                let Some(file_name) = staged.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                let Some(rest) = file_name.strip_prefix('.') else {
+                    continue;
+                };
+                let (target_name, delete) = if let Some(t) = rest.strip_suffix(TMP_SUFFIX) {
+                    (t, false)
+                } else if let Some(t) = rest.strip_suffix(DEL_SUFFIX) {
+                    (t, true)
+                } else {
+                    continue;
+                };
+                let target = dir.join(target_name);
+                let Some(name) = target.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                let committed = current(&tenant, name);
+                let outcome = if delete {
+                    if committed.is_none() || target.exists() {
+                        fs::remove_file(&staged).map(|()| "removed (delete was committed)")
+                    } else {
+                        fs::rename(&staged, &target).map(|()| "restored (delete was not committed)")
+                    }
+                } else {
+                    let staged_hash = read_ruleset(&staged, &target, &tenant)
+                        .ok()
+                        .map(|r| crate::store::content_hash(&canonical_json(&r)));
+                    if staged_hash.is_some() && staged_hash == committed {
+                        fs::rename(&staged, &target).map(|()| "completed (write was committed)")
+                    } else {
+                        fs::remove_file(&staged).map(|()| "discarded (write was not committed)")
+                    }
+                };
+                match outcome.and_then(|what| sync_dir(&dir).map(|()| what)) {
+                    Ok(what) => done.push(format!("{}: {what}", target.display())),
+                    Err(e) => done.push(format!("{}: recovery failed: {e}", staged.display())),
+                }
+            }
+        }
+        done
+    }
+
+    /// Directories that hold rulesets, with their tenant.
+    fn tenant_dirs(&self) -> Vec<(String, PathBuf)> {
+        let mut dirs = vec![(self.default_tenant.clone(), self.root.clone())];
+        if let Ok(entries) = fs::read_dir(self.root.join(TENANTS_DIR)) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some(tenant) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if tenant.starts_with('.') || !path.is_dir() || tenant == self.default_tenant {
+                    continue;
+                }
+                dirs.push((tenant.to_string(), path));
+            }
+        }
+        dirs
+    }
+
+    /// Reads every ruleset file. Problems are collected, never fatal.
+    pub fn scan(&self) -> Scan {
+        let mut scan = Scan::default();
+        for (tenant, dir) in self.tenant_dirs() {
+            if ordo_core::validate_name(&tenant).is_err() {
+                scan.problems.push(FileProblem {
+                    path: dir,
+                    reason: format!("'{tenant}' is not a valid tenant id"),
+                });
+                continue;
+            }
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut by_name: HashMap<String, Vec<PathBuf>> = HashMap::new();
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if file_name.starts_with('.') || Format::of(&path).is_none() || !path.is_file() {
+                    continue;
+                }
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                by_name.entry(stem).or_default().push(path);
+            }
+            let mut names: Vec<_> = by_name.into_iter().collect();
+            names.sort();
+            for (name, mut paths) in names {
+                paths.sort();
+                let key = (tenant.clone(), name.clone());
+                if paths.len() > 1 {
+                    for path in paths {
+                        scan.problems.push(FileProblem {
+                            path,
+                            reason: format!("more than one file defines ruleset '{name}'"),
+                        });
+                    }
+                    scan.unusable.insert(key);
+                    continue;
+                }
+                let Some(path) = paths.pop() else { continue };
+                match read_ruleset(&path, &path, &tenant) {
+                    Ok(ruleset) => scan.found.push(FileRuleSet {
+                        tenant: tenant.clone(),
+                        name,
+                        path,
+                        ruleset,
+                    }),
+                    Err(reason) => {
+                        scan.problems.push(FileProblem { path, reason });
+                        scan.unusable.insert(key);
+                    }
+                }
+            }
+        }
+        scan
+    }
+}
+
+/// Reads and checks one ruleset file (`path`, read as if it were `as_file`); sets its `tenant_id` to the directory's tenant.
+/// Compilation is checked by the caller.
+fn read_ruleset(path: &Path, as_file: &Path, tenant: &str) -> Result<RuleSet, String> {
+    let format = Format::of(as_file).ok_or("not a .json, .yaml or .yml file")?;
+    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is {} bytes, more than the {MAX_FILE_BYTES} allowed",
+            meta.len()
+        ));
+    }
+    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut ruleset = match format {
+        Format::Json => RuleSet::from_json(&text),
+        Format::Yaml => RuleSet::from_yaml(&text),
+    }
+    .map_err(|e| e.to_string())?;
+    let target_name = as_file
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if ruleset.config.name != target_name {
+        return Err(format!(
+            "the file name says '{target_name}' but config.name is '{}'; they must match",
+            ruleset.config.name
+        ));
+    }
+    match ruleset.config.tenant_id.as_deref() {
+        Some(t) if t != tenant => {
+            return Err(format!(
+                "config.tenant_id is '{t}' but the file is in tenant '{tenant}''s directory"
+            ));
+        }
+        _ => ruleset.config.tenant_id = Some(tenant.to_string()),
+    }
+    Ok(ruleset)
+}
+
+/// The canonical stored form of a ruleset: compact JSON of the model, keys in model order.
+pub fn canonical_json(ruleset: &RuleSet) -> String {
+    // The model holds only strings, numbers and our own values: always serializable.
+    serde_json::to_string(ruleset).unwrap_or_default()
+}
+
+fn staged_path(target: &Path, suffix: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}{suffix}"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,90 @@
+//! Wiring: start the service, serve HTTP until a shutdown signal, then drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::service::{Service, StartError};
+
+/// Starts the service and binds the listener (so that a bad configuration or store
+/// stops the process before it accepts anything).
+pub async fn start(config: Config) -> Result<(Arc<Service>, TcpListener), StartError> {
+    let addr = SocketAddr::new(config.host, config.port);
+    let service = Service::start(config).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Config(format!("cannot listen on {addr}: {e}")))?;
+    Ok((service, listener))
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+/// finish and closes the store.
+pub async fn serve(
+    service: Arc<Service>,
+    listener: TcpListener,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Some(handle) = metrics.clone() {
+        // Histograms accumulate samples until drained: drain them often, on a thread of
+        // their own, so memory stays flat under load and no request waits for a drain.
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                    handle.run_upkeep();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+        }
+    }
+    let app = router(AppState::new(service.clone(), metrics));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("listening on http://{addr}");
+    }
+    let svc = service.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            svc.begin_shutdown();
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        })
+        .await?;
+    service.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

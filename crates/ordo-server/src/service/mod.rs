@@ -1,0 +1,356 @@
+//! The service layer: every operation of the server, independent of the transport.
+//!
+//! Writes are serialised by one lock around the log's head and run on their own task,
+//! so a client that disconnects mid-write never leaves a commit half-applied. Reads and
+//! executions use the current [`Catalog`] snapshot only.
+
+mod exec;
+mod rules;
+mod tenants;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ordo_core::RuleSet;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::projection::{Catalog, Entry, Projection, TenantView};
+use crate::rules_dir::{FileProblem, PendingFile, RulesDir};
+use crate::store::{Commit, Source, StorageInfo, Store, StoredRuleSet};
+
+pub use exec::{BatchOptions, Executed, TestCase};
+pub use rules::{PutOutcome, PutStatus, ReloadReport, RollbackOutcome, Versions};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("rules directory {path}: {source}")]
+    RulesDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("importing the rules directory failed: {0}")]
+    Import(Error),
+}
+
+pub struct Service {
+    config: Config,
+    projection: Projection,
+    store: Store,
+    files: Option<Arc<RulesDir>>,
+    /// Seq of the last commit; holding the lock is the right to append.
+    head: tokio::sync::Mutex<u64>,
+    started: Instant,
+    shutting_down: AtomicBool,
+    /// A commit's file could not be written (the commit itself is durable): the files
+    /// lag behind the log until the next start repairs them.
+    files_lagging: AtomicBool,
+    /// Files the last scan could not use (admin plane only).
+    file_problems: Mutex<Vec<FileProblem>>,
+    /// Exclusive lock on the rules directory, held for the process's lifetime.
+    _dir_lock: Option<File>,
+}
+
+impl Service {
+    /// Opens the store, repairs interrupted file writes, builds the catalog and imports
+    /// the rules directory.
+    pub async fn start(config: Config) -> Result<Arc<Service>, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let (store, files, dir_lock) = match &config.rules_dir {
+            Some(path) => {
+                let dir_err = |source| StartError::RulesDir {
+                    path: path.display().to_string(),
+                    source,
+                };
+                let dir = RulesDir::open(path, &config.default_tenant).map_err(dir_err)?;
+                let lock = dir.lock().map_err(dir_err)?;
+                let store = Store::sqlite(&dir.database_path()).await?;
+                (store, Some(Arc::new(dir)), Some(lock))
+            }
+            None => (Store::memory(), None, None),
+        };
+        let state = store.load().await?;
+        if let Some(dir) = &files {
+            let hashes: BTreeMap<(String, String), String> = state
+                .rulesets
+                .iter()
+                .map(|r| ((r.tenant.clone(), r.name.clone()), r.hash.clone()))
+                .collect();
+            for line in dir.recover(|t, n| hashes.get(&(t.to_string(), n.to_string())).cloned()) {
+                tracing::warn!("interrupted file write {line}");
+            }
+        }
+        let catalog = build_catalog(&config, &state);
+        let service = Arc::new(Service {
+            head: tokio::sync::Mutex::new(state.seq),
+            projection: Projection::new(Catalog::default()),
+            config,
+            store,
+            files,
+            started: Instant::now(),
+            shutting_down: AtomicBool::new(false),
+            files_lagging: AtomicBool::new(false),
+            file_problems: Mutex::new(Vec::new()),
+            _dir_lock: dir_lock,
+        });
+        service.projection.store(catalog);
+        if service.files.is_some() {
+            let report = service.reload().await.map_err(StartError::Import)?;
+            tracing::info!(
+                loaded = report.rules_loaded,
+                imported = report.imported,
+                removed = report.rules_removed,
+                problems = report.errors.len(),
+                "rules directory read"
+            );
+        }
+        Ok(service)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current catalog snapshot.
+    #[inline]
+    pub fn catalog(&self) -> arc_swap::Guard<Arc<Catalog>> {
+        self.projection.load()
+    }
+
+    /// The current catalog, owned (for holding across an await).
+    pub fn catalog_full(&self) -> Arc<Catalog> {
+        self.projection.load_full()
+    }
+
+    /// The tenant a request acts for: the requested one when multi-tenancy is on,
+    /// otherwise (or when none is named) the default tenant.
+    #[inline]
+    pub fn tenant<'c>(
+        &self,
+        catalog: &'c Catalog,
+        requested: Option<&str>,
+    ) -> Result<&'c Arc<TenantView>> {
+        let id = match requested {
+            Some(id) if self.config.multi_tenancy_enabled => id,
+            _ => self.config.default_tenant.as_str(),
+        };
+        match catalog.tenant(id) {
+            Some(view) if view.config.enabled => Ok(view),
+            Some(_) => Err(Error::NotFound(format!("tenant '{id}' is disabled"))),
+            None => Err(Error::NotFound(format!("tenant '{id}' not found"))),
+        }
+    }
+
+    /// Takes one token from the tenant's rate limiter.
+    #[inline]
+    pub fn admit(&self, tenant: &TenantView) -> Result<()> {
+        let Some(limiter) = &tenant.limiter else {
+            return Ok(());
+        };
+        limiter.check().map_err(|retry_after_secs| {
+            metrics::counter!("ordo_rate_limited_total", "tenant" => tenant.config.id.clone())
+                .increment(1);
+            Error::RateLimited {
+                message: format!(
+                    "tenant '{}' is over its rate limit of {} requests per second",
+                    tenant.config.id,
+                    tenant.config.qps_limit.unwrap_or_default()
+                ),
+                retry_after_secs,
+            }
+        })
+    }
+
+    pub fn storage_info(&self) -> StorageInfo {
+        self.store.info()
+    }
+
+    pub fn uptime_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Reasons the instance should not receive traffic; empty when ready.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.shutting_down.load(Ordering::SeqCst) {
+            reasons.push("shutting down".to_string());
+        }
+        reasons
+    }
+
+    /// Problems worth an operator's attention that do not stop serving.
+    pub fn degraded_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.files_lagging.load(Ordering::SeqCst) {
+            reasons.push("a rules file could not be written after its commit".to_string());
+        }
+        let problems = self.file_problems();
+        if !problems.is_empty() {
+            reasons.push(format!(
+                "{} file(s) in the rules directory could not be loaded",
+                problems.len()
+            ));
+        }
+        reasons
+    }
+
+    pub fn file_problems(&self) -> Vec<FileProblem> {
+        self.file_problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn rules_dir(&self) -> Option<&std::path::Path> {
+        self.files.as_ref().map(|d| d.root())
+    }
+
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    /// Appends one commit (the caller holds the head lock) and makes it visible: the
+    /// staged file is finished and the catalog swapped. `file` is aborted if the append
+    /// fails, so a rejected write leaves nothing behind.
+    async fn commit(
+        &self,
+        head: &mut u64,
+        source: Source,
+        change: crate::store::Change,
+        file: Option<PendingFile>,
+        apply: impl FnOnce(&Catalog, u64) -> Catalog,
+    ) -> Result<u64> {
+        let commit = Commit {
+            seq: *head + 1,
+            id: uuid::Uuid::new_v4().to_string(),
+            created_at_ms: now_ms(),
+            source,
+            change,
+        };
+        let started = Instant::now();
+        if let Err(e) = self.store.append(&commit).await {
+            if let Some(file) = file {
+                run_blocking(move || {
+                    file.abort();
+                    Ok(())
+                })
+                .await?;
+            }
+            tracing::error!(error = %e, "commit failed");
+            return Err(e.into());
+        }
+        metrics::histogram!("ordo_commit_duration_seconds").record(started.elapsed());
+        metrics::counter!("ordo_commits_total", "source" => source.as_str()).increment(1);
+        *head = commit.seq;
+        if let Some(file) = file
+            && let Err(e) =
+                run_blocking(move || file.finish().map_err(|e| Error::Internal(e.to_string())))
+                    .await
+        {
+            // The commit is durable and is served; the next start completes the file.
+            self.files_lagging.store(true, Ordering::SeqCst);
+            tracing::error!(seq = commit.seq, error = %e, "rules file not updated after commit");
+        }
+        let next = apply(&self.projection.load(), commit.seq);
+        self.projection.store(next);
+        Ok(commit.seq)
+    }
+}
+
+/// Runs a write on its own task so that it completes even if the caller goes away
+/// (a dropped request future must never leave a commit half-applied).
+async fn spawn_write<T: Send + 'static>(
+    fut: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(fut)
+        .await
+        .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
+}
+
+/// Runs blocking file I/O off the async workers.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Builds the catalog of a stored state. A stored ruleset that no longer compiles (which
+/// only a changed engine could cause) is reported and left out rather than stopping the
+/// server.
+fn build_catalog(config: &Config, state: &crate::store::State) -> Catalog {
+    let mut catalog = Catalog {
+        seq: state.seq,
+        ..Catalog::default()
+    };
+    let default = config.default_tenant_config();
+    catalog.tenants.insert(
+        default.id.clone(),
+        Arc::new(TenantView::new(default, None, false)),
+    );
+    for tenant in &state.tenants {
+        catalog.tenants.insert(
+            tenant.id.clone(),
+            Arc::new(TenantView::new(tenant.clone(), None, true)),
+        );
+    }
+    let mut by_tenant: BTreeMap<&str, Vec<Arc<Entry>>> = BTreeMap::new();
+    for stored in &state.rulesets {
+        match compile_stored(stored) {
+            Ok(entry) => by_tenant.entry(&stored.tenant).or_default().push(entry),
+            Err(e) => tracing::error!(
+                tenant = %stored.tenant, ruleset = %stored.name, error = %e,
+                "stored ruleset does not compile; not served"
+            ),
+        }
+    }
+    for (tenant, entries) in by_tenant {
+        let Some(view) = catalog.tenants.get_mut(tenant) else {
+            tracing::error!(tenant, "rulesets stored for a tenant that does not exist");
+            continue;
+        };
+        let mut rulesets = view.rulesets.clone();
+        for entry in entries {
+            rulesets.insert(entry.stored.name.clone(), entry);
+        }
+        *view = Arc::new(TenantView {
+            config: view.config.clone(),
+            limiter: view.limiter.clone(),
+            rulesets,
+            stored: view.stored,
+        });
+    }
+    catalog
+}
+
+fn compile_stored(stored: &StoredRuleSet) -> Result<Arc<Entry>> {
+    let model = RuleSet::from_json(&stored.content).map_err(|e| Error::Internal(e.to_string()))?;
+    let compiled = model
+        .compile()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Entry::new(
+        stored.clone(),
+        compiled,
+        model.config.description().to_string(),
+    ))
+}

@@ -1,0 +1,473 @@
+//! Ruleset reads and writes, versions, rollback and the rules-directory import.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ordo_core::RuleSet;
+use serde::Serialize;
+
+use super::{Service, run_blocking, spawn_write};
+use crate::error::{Error, Result};
+use crate::projection::{Catalog, Entry, TenantView};
+use crate::rules_dir::{FileProblem, canonical_json};
+use crate::store::{Change, Source, StoredRuleSet, VersionInfo, content_hash};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PutStatus {
+    Created,
+    Updated,
+    /// The content equals the current content: nothing was committed.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PutOutcome {
+    pub status: PutStatus,
+    pub name: String,
+    pub version: String,
+    /// The commit holding this content.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackOutcome {
+    pub status: &'static str,
+    pub name: String,
+    pub from_version: Option<String>,
+    pub to_version: String,
+    pub from_seq: Option<u64>,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Versions {
+    pub name: String,
+    pub current_version: Option<String>,
+    pub current_seq: Option<u64>,
+    pub versions: Vec<VersionView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    pub seq: u64,
+    pub version: String,
+    pub created_at: String,
+    pub source: Source,
+    pub hash: String,
+}
+
+impl From<VersionInfo> for VersionView {
+    fn from(v: VersionInfo) -> Self {
+        VersionView {
+            seq: v.seq,
+            version: v.version,
+            created_at: rfc3339(v.created_at_ms),
+            source: v.source,
+            hash: v.hash,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadReport {
+    pub status: &'static str,
+    /// Valid ruleset files found.
+    pub rules_loaded: usize,
+    /// Files whose content differed from the log and became commits.
+    pub imported: usize,
+    /// Rulesets whose files were deleted, removed by a commit.
+    pub rules_removed: usize,
+    pub duration_ms: u64,
+    /// Files that could not be used, with the reason; the log's version stays.
+    pub errors: Vec<FileProblem>,
+}
+
+/// A summary row of the ruleset list.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleSetSummary {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub step_count: usize,
+    pub seq: u64,
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// A ruleset about to be written: validated, stamped with its tenant and compiled.
+pub(super) struct Prepared {
+    model: RuleSet,
+    stored: StoredRuleSet,
+    compiled: ordo_core::CompiledRuleSet,
+    description: String,
+}
+
+fn prepare(tenant: &str, mut ruleset: RuleSet) -> Result<Prepared> {
+    ordo_core::validate_name(&ruleset.config.name)
+        .map_err(|e| Error::BadRequest(format!("config.name: {e}")))?;
+    match ruleset.config.tenant_id.as_deref() {
+        Some(t) if t != tenant => {
+            return Err(Error::BadRequest(format!(
+                "config.tenant_id is '{t}' but the request is for tenant '{tenant}'"
+            )));
+        }
+        _ => ruleset.config.tenant_id = Some(tenant.to_string()),
+    }
+    let compiled = ruleset.compile().map_err(|e| Error::InvalidRuleSet {
+        message: e.to_string(),
+        errors: e.errors,
+    })?;
+    let content = canonical_json(&ruleset);
+    let stored = StoredRuleSet {
+        tenant: tenant.to_string(),
+        name: ruleset.config.name.clone(),
+        version: ruleset.config.version().to_string(),
+        hash: content_hash(&content),
+        content: content.into(),
+        seq: 0,
+    };
+    let description = ruleset.config.description().to_string();
+    Ok(Prepared {
+        model: ruleset,
+        stored,
+        compiled,
+        description,
+    })
+}
+
+impl Service {
+    /// Rulesets of a tenant, sorted by name.
+    pub fn list(&self, tenant: &TenantView) -> Vec<RuleSetSummary> {
+        let mut list: Vec<_> = tenant
+            .rulesets
+            .values()
+            .map(|e| RuleSetSummary {
+                name: e.stored.name.clone(),
+                version: e.stored.version.clone(),
+                description: e.description.clone(),
+                step_count: e.compiled.step_count(),
+                seq: e.stored.seq,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    pub fn get<'t>(&self, tenant: &'t TenantView, name: &str) -> Result<&'t Arc<Entry>> {
+        tenant
+            .rulesets
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("ruleset '{name}' not found")))
+    }
+
+    /// Creates or updates a ruleset. `expected_name` (from a `PUT` path) must match.
+    pub async fn put_ruleset(
+        self: &Arc<Self>,
+        tenant: String,
+        ruleset: RuleSet,
+        expected_name: Option<String>,
+    ) -> Result<PutOutcome> {
+        if let Some(expected) = &expected_name
+            && *expected != ruleset.config.name
+        {
+            return Err(Error::BadRequest(format!(
+                "the path names ruleset '{expected}' but config.name is '{}'",
+                ruleset.config.name
+            )));
+        }
+        let prepared = prepare(&tenant, ruleset)?;
+        let this = self.clone();
+        spawn_write(async move {
+            let mut head = this.head.lock().await;
+            this.put_locked(&mut head, prepared, Source::Api, true)
+                .await
+        })
+        .await
+    }
+
+    /// The write itself; the caller holds the head lock. `write_file` is false when the
+    /// change comes from the file itself.
+    async fn put_locked(
+        &self,
+        head: &mut u64,
+        prepared: Prepared,
+        source: Source,
+        write_file: bool,
+    ) -> Result<PutOutcome> {
+        let Prepared {
+            model,
+            mut stored,
+            compiled,
+            description,
+        } = prepared;
+        let catalog = self.projection.load_full();
+        let tenant_id = stored.tenant.clone();
+        let name = stored.name.clone();
+        let version = stored.version.clone();
+        let view = catalog
+            .tenant(&tenant_id)
+            .ok_or_else(|| Error::NotFound(format!("tenant '{tenant_id}' not found")))?;
+        let existing = view.rulesets.get(&name);
+        if let Some(existing) = existing
+            && existing.stored.hash == stored.hash
+        {
+            return Ok(PutOutcome {
+                status: PutStatus::Unchanged,
+                name,
+                version,
+                seq: existing.stored.seq,
+            });
+        }
+        if existing.is_none()
+            && let Some(max) = view.config.max_rules
+            && view.rulesets.len() >= max as usize
+        {
+            return Err(Error::Forbidden(format!(
+                "tenant '{tenant_id}' already has {} rulesets, its max_rules limit",
+                view.rulesets.len()
+            )));
+        }
+        let status = if existing.is_some() {
+            PutStatus::Updated
+        } else {
+            PutStatus::Created
+        };
+        let pending = match (&self.files, write_file) {
+            (Some(dir), true) => {
+                let dir = dir.clone();
+                let (t, n) = (tenant_id.clone(), name.clone());
+                Some(
+                    run_blocking(move || {
+                        dir.prepare_put(&t, &n, &model).map_err(|e| {
+                            Error::Internal(format!("could not write the rules file: {e}"))
+                        })
+                    })
+                    .await?,
+                )
+            }
+            _ => None,
+        };
+        // The head lock is held: this commit gets exactly the next seq.
+        stored.seq = *head + 1;
+        let change = Change::PutRuleSet(stored.clone());
+        let entry = Entry::new(stored, compiled, description);
+        let seq = self
+            .commit(head, source, change, pending, |c: &Catalog, seq| {
+                c.put_ruleset(seq, entry)
+            })
+            .await?;
+        tracing::info!(tenant = %tenant_id, ruleset = %name, %version, seq, source = source.as_str(), "ruleset {}", if status == PutStatus::Created { "created" } else { "updated" });
+        Ok(PutOutcome {
+            status,
+            name,
+            version,
+            seq,
+        })
+    }
+
+    pub async fn delete_ruleset(self: &Arc<Self>, tenant: String, name: String) -> Result<u64> {
+        let this = self.clone();
+        spawn_write(async move {
+            let mut head = this.head.lock().await;
+            this.delete_locked(&mut head, &tenant, &name, Source::Api, true)
+                .await
+        })
+        .await
+    }
+
+    async fn delete_locked(
+        &self,
+        head: &mut u64,
+        tenant: &str,
+        name: &str,
+        source: Source,
+        touch_file: bool,
+    ) -> Result<u64> {
+        let catalog = self.projection.load_full();
+        let exists = catalog
+            .tenant(tenant)
+            .is_some_and(|v| v.rulesets.contains_key(name));
+        if !exists {
+            return Err(Error::NotFound(format!("ruleset '{name}' not found")));
+        }
+        let pending = match (&self.files, touch_file) {
+            (Some(dir), true) => {
+                let dir = dir.clone();
+                let (t, n) = (tenant.to_string(), name.to_string());
+                run_blocking(move || {
+                    dir.prepare_delete(&t, &n).map_err(|e| {
+                        Error::Internal(format!("could not remove the rules file: {e}"))
+                    })
+                })
+                .await?
+            }
+            _ => None,
+        };
+        let change = Change::DeleteRuleSet {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+        };
+        let (t, n) = (tenant.to_string(), name.to_string());
+        let seq = self
+            .commit(head, source, change, pending, move |c, seq| {
+                c.delete_ruleset(seq, &t, &n)
+            })
+            .await?;
+        tracing::info!(
+            tenant,
+            ruleset = name,
+            seq,
+            source = source.as_str(),
+            "ruleset deleted"
+        );
+        Ok(seq)
+    }
+
+    /// Stored versions, newest first. 404 when the ruleset never existed.
+    pub async fn versions(&self, tenant: &TenantView, name: &str) -> Result<Versions> {
+        let versions = self.store.versions(&tenant.config.id, name).await?;
+        let current = tenant.rulesets.get(name);
+        if versions.is_empty() && current.is_none() {
+            return Err(Error::NotFound(format!("ruleset '{name}' not found")));
+        }
+        Ok(Versions {
+            name: name.to_string(),
+            current_version: current.map(|e| e.stored.version.clone()),
+            current_seq: current.map(|e| e.stored.seq),
+            versions: versions.into_iter().map(VersionView::from).collect(),
+        })
+    }
+
+    /// The content of one stored version.
+    pub async fn version(
+        &self,
+        tenant: &TenantView,
+        name: &str,
+        seq: u64,
+    ) -> Result<StoredRuleSet> {
+        self.store
+            .version(&tenant.config.id, name, seq)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!("ruleset '{name}' has no version with seq {seq}"))
+            })
+    }
+
+    /// Makes version `seq` current again, as a new commit.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        tenant: String,
+        name: String,
+        seq: u64,
+    ) -> Result<RollbackOutcome> {
+        let this = self.clone();
+        spawn_write(async move {
+            let mut head = this.head.lock().await;
+            let catalog = this.projection.load_full();
+            let view = catalog
+                .tenant(&tenant)
+                .ok_or_else(|| Error::NotFound(format!("tenant '{tenant}' not found")))?
+                .clone();
+            let stored = this.version(&view, &name, seq).await?;
+            let model = RuleSet::from_json(&stored.content)
+                .map_err(|e| Error::Internal(format!("stored version {seq}: {e}")))?;
+            let current = view.rulesets.get(&name);
+            let from_version = current.map(|e| e.stored.version.clone());
+            let from_seq = current.map(|e| e.stored.seq);
+            let prepared = prepare(&view.config.id, model)?;
+            let out = this
+                .put_locked(&mut head, prepared, Source::Rollback, true)
+                .await?;
+            Ok(RollbackOutcome {
+                status: "rolled_back",
+                name,
+                from_version,
+                to_version: out.version,
+                from_seq,
+                seq: out.seq,
+            })
+        })
+        .await
+    }
+
+    /// Imports the rules directory: files that differ from the log become commits,
+    /// rulesets whose files are gone are deleted, unusable files are reported.
+    pub async fn reload(self: &Arc<Self>) -> Result<ReloadReport> {
+        let Some(dir) = self.files.clone() else {
+            return Err(Error::BadRequest(
+                "reload reads the rules directory, and none is configured (--rules-dir)".into(),
+            ));
+        };
+        let this = self.clone();
+        spawn_write(async move {
+            let started = Instant::now();
+            let mut head = this.head.lock().await;
+            let scan = run_blocking(move || Ok(dir.scan())).await?;
+            let mut report = ReloadReport {
+                status: "reloaded",
+                errors: scan.problems,
+                ..ReloadReport::default()
+            };
+            let mut seen: HashSet<(String, String)> = scan.unusable;
+            for file in scan.found {
+                seen.insert((file.tenant.clone(), file.name.clone()));
+                let prepared = match prepare(&file.tenant, file.ruleset) {
+                    Ok(prepared) => prepared,
+                    Err(e) => {
+                        report.errors.push(FileProblem {
+                            path: file.path,
+                            reason: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                report.rules_loaded += 1;
+                match this
+                    .put_locked(&mut head, prepared, Source::File, false)
+                    .await
+                {
+                    Ok(out) if out.status == PutStatus::Unchanged => {}
+                    Ok(_) => report.imported += 1,
+                    Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => {
+                        report.rules_loaded -= 1;
+                        report.errors.push(FileProblem {
+                            path: file.path,
+                            reason: e.to_string(),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let catalog = this.projection.load_full();
+            let mut gone: Vec<(String, String)> = catalog
+                .tenants
+                .iter()
+                .flat_map(|(t, v)| v.rulesets.keys().map(move |n| (t.clone(), n.clone())))
+                .filter(|key| !seen.contains(key))
+                .collect();
+            gone.sort();
+            for (tenant, name) in gone {
+                this.delete_locked(&mut head, &tenant, &name, Source::File, false)
+                    .await?;
+                report.rules_removed += 1;
+            }
+            for problem in &report.errors {
+                tracing::warn!(path = %problem.path.display(), reason = %problem.reason, "rules file skipped");
+            }
+            metrics::gauge!("ordo_rules_dir_problems").set(report.errors.len() as f64);
+            *this
+                .file_problems
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = report.errors.clone();
+            report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            Ok(report)
+        })
+        .await
+    }
+}

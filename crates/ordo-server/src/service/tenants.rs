@@ -1,0 +1,91 @@
+//! Tenant management. Every change is a commit, like a ruleset change.
+
+use std::sync::Arc;
+
+use super::{Service, spawn_write};
+use crate::error::{Error, Result};
+use crate::store::{Change, Source};
+use crate::tenant::TenantConfig;
+
+impl Service {
+    pub fn list_tenants(&self) -> Vec<TenantConfig> {
+        let catalog = self.catalog();
+        let mut list: Vec<_> = catalog.tenants.values().map(|t| t.config.clone()).collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list
+    }
+
+    pub fn get_tenant(&self, id: &str) -> Result<TenantConfig> {
+        self.catalog()
+            .tenant(id)
+            .map(|t| t.config.clone())
+            .ok_or_else(|| Error::NotFound(format!("tenant '{id}' not found")))
+    }
+
+    /// Creates a tenant (`create_only`: 409 if it exists) or replaces its configuration.
+    /// Returns whether it was created.
+    pub async fn put_tenant(
+        self: &Arc<Self>,
+        config: TenantConfig,
+        create_only: bool,
+    ) -> Result<bool> {
+        config.validate().map_err(Error::BadRequest)?;
+        let this = self.clone();
+        spawn_write(async move {
+            let mut head = this.head.lock().await;
+            let catalog = this.projection.load_full();
+            let existing = catalog.tenant(&config.id);
+            // The default tenant exists from the start, but only as configured by flags
+            // until it is written once.
+            let exists = existing.is_some_and(|t| t.stored || !create_only);
+            if create_only && existing.is_some() {
+                return Err(Error::Conflict(format!("tenant '{}' already exists", config.id)));
+            }
+            if existing.is_some_and(|t| t.stored && t.config == config) {
+                return Ok(false);
+            }
+            let id = config.id.clone();
+            let change = Change::PutTenant(config.clone());
+            let seq = this
+                .commit(&mut head, Source::Api, change, None, move |c, seq| {
+                    c.put_tenant(seq, config)
+                })
+                .await?;
+            tracing::info!(tenant = %id, seq, "tenant {}", if exists { "updated" } else { "created" });
+            Ok(!exists)
+        })
+        .await
+    }
+
+    pub async fn delete_tenant(self: &Arc<Self>, id: String) -> Result<u64> {
+        if id == self.config.default_tenant {
+            return Err(Error::Conflict(format!(
+                "tenant '{id}' is the default tenant and cannot be deleted"
+            )));
+        }
+        let this = self.clone();
+        spawn_write(async move {
+            let mut head = this.head.lock().await;
+            let catalog = this.projection.load_full();
+            let view = catalog
+                .tenant(&id)
+                .ok_or_else(|| Error::NotFound(format!("tenant '{id}' not found")))?;
+            if !view.rulesets.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "tenant '{id}' still has {} ruleset(s); delete them first",
+                    view.rulesets.len()
+                )));
+            }
+            let change = Change::DeleteTenant { id: id.clone() };
+            let target = id.clone();
+            let seq = this
+                .commit(&mut head, Source::Api, change, None, move |c, seq| {
+                    c.delete_tenant(seq, &target)
+                })
+                .await?;
+            tracing::info!(tenant = %id, seq, "tenant deleted");
+            Ok(seq)
+        })
+        .await
+    }
+}

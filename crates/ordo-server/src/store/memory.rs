@@ -1,0 +1,94 @@
+//! The in-memory log, used when no rules directory is configured.
+
+use std::sync::Mutex;
+
+use super::{Change, Commit, State, StoreError, StoredRuleSet, VersionInfo};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    log: Mutex<Vec<Commit>>,
+}
+
+impl MemoryStore {
+    fn with_log<R>(&self, f: impl FnOnce(&mut Vec<Commit>) -> R) -> R {
+        // A poisoned lock only means another thread panicked mid-push; the Vec is intact.
+        let mut guard = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    pub fn load(&self) -> State {
+        self.with_log(|log| {
+            let mut state = State::default();
+            let mut rulesets = indexmap_by_key();
+            let mut tenants = indexmap_by_key();
+            for c in log.iter() {
+                state.seq = c.seq;
+                match &c.change {
+                    Change::PutRuleSet(r) => {
+                        rulesets.insert((r.tenant.clone(), r.name.clone()), r.clone());
+                    }
+                    Change::DeleteRuleSet { tenant, name } => {
+                        rulesets.remove(&(tenant.clone(), name.clone()));
+                    }
+                    Change::PutTenant(t) => {
+                        tenants.insert((t.id.clone(), String::new()), t.clone());
+                    }
+                    Change::DeleteTenant { id } => {
+                        tenants.remove(&(id.clone(), String::new()));
+                    }
+                }
+            }
+            state.rulesets = rulesets.into_values().collect();
+            state.tenants = tenants.into_values().collect();
+            state
+        })
+    }
+
+    pub fn append(&self, commit: &Commit) -> Result<(), StoreError> {
+        self.with_log(|log| {
+            let last = log.last().map_or(0, |c| c.seq);
+            if commit.seq != last + 1 {
+                return Err(StoreError::OutOfOrder {
+                    last,
+                    got: commit.seq,
+                });
+            }
+            log.push(commit.clone());
+            Ok(())
+        })
+    }
+
+    pub fn versions(&self, tenant: &str, name: &str) -> Vec<VersionInfo> {
+        self.with_log(|log| {
+            log.iter()
+                .rev()
+                .filter_map(|c| match &c.change {
+                    Change::PutRuleSet(r) if r.tenant == tenant && r.name == name => {
+                        Some(VersionInfo {
+                            seq: c.seq,
+                            version: r.version.clone(),
+                            created_at_ms: c.created_at_ms,
+                            source: c.source,
+                            hash: r.hash.clone(),
+                        })
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    pub fn version(&self, tenant: &str, name: &str, seq: u64) -> Option<StoredRuleSet> {
+        self.with_log(|log| {
+            let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+            match &log.get(index)?.change {
+                Change::PutRuleSet(r) if r.tenant == tenant && r.name == name => Some(r.clone()),
+                _ => None,
+            }
+        })
+    }
+}
+
+fn indexmap_by_key<V>() -> std::collections::BTreeMap<(String, String), V> {
+    std::collections::BTreeMap::new()
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# HTTP load benchmark: starts the release server on the reference discount ruleset and
+# drives POST /api/v1/execute/discount with wrk (Debian package `wrk`).
+#
+#   scripts/bench-http.sh [duration, default 10s] [connections, default 32]
+#
+# Also measures write latency (POST of a ruleset, durable commit) and the server's RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10s}
+CONNS=${2:-32}
+DATA=crates/ordo-core/benches/data
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
+cargo build --release -p ordo-server --quiet
+BIN=${CARGO_TARGET_DIR:-target}/release/ordo-server
+
+WORK=$(mktemp -d)
+trap 'kill $PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/rules"
+cp "$DATA/discount.json" "$WORK/rules/"
+"$BIN" ${ORDO_BENCH_FLAGS:-} --host 127.0.0.1 --port 0 --rules-dir "$WORK/rules" --log-level warn,ordo_server::server=info >"$WORK/log" 2>&1 &
+PID=$!
+for _ in $(seq 100); do
+  ADDR=$(grep -o 'listening on http://[0-9.:]*' "$WORK/log" | sed 's/listening on //' || true)
+  [ -n "$ADDR" ] && break
+  sleep 0.05
+done
+[ -n "$ADDR" ] || { cat "$WORK/log"; exit 1; }
+
+cat >"$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open("$DATA/discount-input.json"):read("a")
+LUA
+echo "== execute: wrk -t1 -c$CONNS -d$DURATION --latency (server $ADDR)"
+wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$ADDR/api/v1/execute/discount"
+
+echo "== write latency: 200 sequential POST /api/v1/rulesets (durable commit + file)"
+python3 - "$ADDR" "$DATA/discount.json" <<'PY'
+import http.client, json, sys, time, urllib.parse
+addr, path = sys.argv[1], sys.argv[2]
+u = urllib.parse.urlparse(addr)
+rules = json.load(open(path))
+conn = http.client.HTTPConnection(u.hostname, u.port)
+lat = []
+for i in range(200):
+    rules["config"]["name"] = f"bench-write-{i % 20}"
+    rules["config"]["version"] = f"1.0.{i}"
+    body = json.dumps(rules)
+    t = time.perf_counter()
+    conn.request("POST", "/api/v1/rulesets", body, {"Content-Type": "application/json"})
+    r = conn.getresponse(); r.read()
+    lat.append((time.perf_counter() - t) * 1000)
+    assert r.status in (200, 201), r.status
+lat.sort()
+print(f"p50 {lat[len(lat)//2]:.2f} ms  p99 {lat[int(len(lat)*0.99)-1]:.2f} ms  max {lat[-1]:.2f} ms")
+PY
+echo "== RSS after load: $(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)"
