@@ -1,0 +1,223 @@
+//! Starts the real `ordo-server` binary on an ephemeral loopback port and talks to it
+//! over HTTP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ordo-server");
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub log: Arc<Mutex<String>>,
+    client: Client,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+impl Server {
+    /// Starts the server with `args` (plus a loopback ephemeral port).
+    pub fn start(args: &[&str]) -> Server {
+        Self::try_start(args).unwrap_or_else(|log| panic!("server did not start:\n{log}"))
+    }
+
+    /// Starts the server; on failure returns its output.
+    pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        let mut child = Command::new(BIN)
+            .args(["--host", "127.0.0.1", "--port", "0", "--log-level", "info"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ordo-server");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = log.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(i) = line.find("listening on http://") {
+                        let addr = line[i + "listening on ".len()..].trim().to_string();
+                        let _ = tx.send(addr);
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+                return Ok(Server {
+                    child: Some(child),
+                    base: addr,
+                    log,
+                    client: Client::builder()
+                        .timeout(Duration::from_secs(30))
+                        .build()
+                        .unwrap(),
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(format!("exited with {status}\n{}", log.lock().unwrap()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("no listening line\n{}", log.lock().unwrap()));
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let mut req = self.client.request(method.parse().unwrap(), self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        let resp = req
+            .send()
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        Resp {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            text: resp.text().unwrap(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, &[], None)
+    }
+
+    pub fn get_as(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.request("GET", path, headers, None)
+    }
+
+    pub fn send_json(&self, method: &str, path: &str, body: &Value) -> Resp {
+        self.send_json_as(method, path, body, &[])
+    }
+
+    pub fn send_json_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        self.request(method, path, &h, Some(serde_json::to_vec(body).unwrap()))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send_json("POST", path, body)
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.request("DELETE", path, &[], None)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A small valid ruleset: `code` is returned, `x > limit` decides.
+pub fn ruleset(name: &str, version: &str, code: &str) -> Value {
+    serde_json::json!({
+        "config": {"name": name, "version": version, "entry_step": "check"},
+        "steps": {
+            "check": {"id": "check", "type": "decision",
+                       "branches": [{"condition": "x > 10", "next_step": "big"}],
+                       "default_next": "small"},
+            "big": {"id": "big", "type": "terminal", "result": {"code": code, "output": [["size", "\"big\""]]}},
+            "small": {"id": "small", "type": "terminal", "result": {"code": code, "output": [["size", "\"small\""]]}}
+        }
+    })
+}
+
+/// The repository's example rules directory.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/rules")
+}
+
+/// A fresh temporary directory holding copies of `files` from the examples.
+pub fn rules_dir_with(files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in files {
+        std::fs::copy(examples_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}

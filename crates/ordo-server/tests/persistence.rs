@@ -1,0 +1,434 @@
+//! The durable commit log, the rules directory as files, file import, and `kill -9`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Server, rules_dir_with, ruleset};
+use serde_json::{Value, json};
+
+fn start(dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--rules-dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+fn file_json(path: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn names(s: &Server) -> Vec<String> {
+    s.get("/api/v1/rulesets")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn examples_load_and_writes_survive_a_restart_as_files() {
+    let dir = rules_dir_with(&["discount.json", "loan-approval.yaml", "fraud-score.json"]);
+    let s = start(dir.path(), &["--multi-tenancy-enabled"]);
+    assert_eq!(names(&s), ["discount", "fraud-score", "loan-approval"]);
+    let out = s
+        .post(
+            "/api/v1/execute/discount",
+            &json!({"input": {"user": {"vip": true}, "order": {"total": 640}}}),
+        )
+        .json();
+    assert_eq!(out["code"], "VIP_BIG");
+
+    assert_eq!(
+        s.post("/api/v1/rulesets", &ruleset("fresh", "1.0.0", "F1"))
+            .status,
+        201
+    );
+    assert_eq!(
+        s.post("/api/v1/rulesets", &ruleset("fresh", "2.0.0", "F2"))
+            .status,
+        200
+    );
+    // The file holds the current content, as GET returns it.
+    let file = file_json(&dir.path().join("fresh.json"));
+    assert_eq!(file, s.get("/api/v1/rulesets/fresh").json());
+    assert_eq!(file["config"]["version"], "2.0.0");
+    // A YAML ruleset stays YAML when written through the API.
+    let mut loan = s.get("/api/v1/rulesets/loan-approval").json();
+    loan["config"]["version"] = json!("1.3.0");
+    assert_eq!(s.post("/api/v1/rulesets", &loan).status, 200);
+    assert!(
+        fs::read_to_string(dir.path().join("loan-approval.yaml"))
+            .unwrap()
+            .contains("1.3.0")
+    );
+    assert!(!dir.path().join("loan-approval.json").exists());
+    // Other tenants live under tenants/<id>/.
+    s.post("/api/v1/tenants", &json!({"id": "acme", "max_rules": 5}));
+    let r = s.send_json_as(
+        "POST",
+        "/api/v1/rulesets",
+        &ruleset("only-acme", "1", "A"),
+        &[("x-tenant-id", "acme")],
+    );
+    assert_eq!(r.status, 201);
+    assert!(dir.path().join("tenants/acme/only-acme.json").exists());
+    assert_eq!(s.delete("/api/v1/rulesets/discount").status, 204);
+    assert!(!dir.path().join("discount.json").exists());
+    let seq = s.get("/health").json()["storage"]["last_seq"]
+        .as_u64()
+        .unwrap();
+    let versions = s.get("/api/v1/rulesets/fresh/versions").json();
+    s.terminate();
+
+    // After a restart: the same rules, versions, tenants and seq; nothing re-imported.
+    let s = start(dir.path(), &["--multi-tenancy-enabled"]);
+    assert_eq!(names(&s), ["fraud-score", "fresh", "loan-approval"]);
+    assert_eq!(
+        s.get("/health").json()["storage"]["last_seq"]
+            .as_u64()
+            .unwrap(),
+        seq
+    );
+    assert_eq!(s.get("/api/v1/rulesets/fresh/versions").json(), versions);
+    assert_eq!(s.get("/api/v1/tenants/acme").json()["max_rules"], 5);
+    let r = s.send_json_as(
+        "POST",
+        "/api/v1/execute/only-acme",
+        &json!({"input": {}}),
+        &[("x-tenant-id", "acme")],
+    );
+    assert_eq!(r.json()["code"], "A");
+    // Seq continues without a gap.
+    let r = s
+        .post("/api/v1/rulesets", &ruleset("fresh", "3.0.0", "F3"))
+        .json();
+    assert_eq!(r["seq"].as_u64().unwrap(), seq + 1);
+    // Versions of a deleted ruleset remain readable, and it can be restored.
+    let v = s.get("/api/v1/rulesets/discount/versions").json();
+    assert_eq!(v["current_version"], Value::Null);
+    let old = v["versions"][0]["seq"].as_u64().unwrap();
+    assert_eq!(
+        s.post("/api/v1/rulesets/discount/rollback", &json!({"seq": old}))
+            .status,
+        200
+    );
+    assert!(dir.path().join("discount.json").exists());
+}
+
+#[test]
+fn files_are_imported_at_start_and_on_reload() {
+    let dir = rules_dir_with(&["discount.json", "fraud-score.json"]);
+    // An invalid file is reported with its path and skipped; the rest load.
+    fs::write(
+        dir.path().join("broken.json"),
+        "{\"config\": {\"name\": \"broken\"",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("wrongname.json"),
+        serde_json::to_string(&ruleset("other", "1", "X")).unwrap(),
+    )
+    .unwrap();
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), ["discount", "fraud-score"]);
+    let log = s.log_text();
+    assert!(log.contains("broken.json"), "{log}");
+    let h = s.get("/health").json();
+    assert_eq!(h["status"], "degraded");
+    assert_eq!(
+        h["checks"]["rules_dir_problems"].as_array().unwrap().len(),
+        2
+    );
+
+    // Hand edits: a changed file, a new file, a deleted file and a broken edit.
+    let mut discount = file_json(&dir.path().join("discount.json"));
+    discount["config"]["version"] = json!("9.9.9");
+    fs::write(
+        dir.path().join("discount.json"),
+        serde_json::to_string_pretty(&discount).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("added.json"),
+        serde_json::to_string(&ruleset("added", "1", "ADDED")).unwrap(),
+    )
+    .unwrap();
+    fs::remove_file(dir.path().join("fraud-score.json")).unwrap();
+    fs::remove_file(dir.path().join("broken.json")).unwrap();
+    fs::remove_file(dir.path().join("wrongname.json")).unwrap();
+    let r = s.request("POST", "/api/v1/admin/reload", &[], None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let report = r.json();
+    assert_eq!(report["status"], "reloaded");
+    assert_eq!(report["rules_loaded"], 2);
+    assert_eq!(report["imported"], 2);
+    assert_eq!(report["rules_removed"], 1);
+    assert_eq!(report["errors"], json!([]));
+    assert_eq!(names(&s), ["added", "discount"]);
+    assert_eq!(
+        s.get("/api/v1/rulesets/discount").json()["config"]["version"],
+        "9.9.9"
+    );
+    let v = s.get("/api/v1/rulesets/discount/versions").json();
+    assert_eq!(v["versions"][0]["source"], "file");
+    assert_eq!(s.get("/health").json()["status"], "ok");
+
+    // A half-written (invalid) edit never replaces the good ruleset, nor deletes it.
+    fs::write(dir.path().join("added.json"), "{\"config\": {\"na").unwrap();
+    let report = s.request("POST", "/api/v1/admin/reload", &[], None).json();
+    assert_eq!(report["errors"].as_array().unwrap().len(), 1);
+    assert!(
+        report["errors"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("added.json")
+    );
+    assert_eq!(report["rules_removed"], 0);
+    assert_eq!(
+        s.post("/api/v1/execute/added", &json!({"input": {"x": 1}}))
+            .json()["code"],
+        "ADDED"
+    );
+    // An invalid-but-parseable ruleset is refused the same way.
+    let mut invalid = ruleset("added", "2", "ADDED2");
+    invalid["config"]["entry_step"] = json!("nowhere");
+    fs::write(
+        dir.path().join("added.json"),
+        serde_json::to_string(&invalid).unwrap(),
+    )
+    .unwrap();
+    let report = s.request("POST", "/api/v1/admin/reload", &[], None).json();
+    assert!(
+        report["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere"),
+        "{report}"
+    );
+    assert_eq!(
+        s.get("/api/v1/rulesets/added").json()["config"]["version"],
+        "1"
+    );
+    // Two files for one ruleset: both reported, the log's version kept.
+    fs::write(
+        dir.path().join("added.json"),
+        serde_json::to_string(&ruleset("added", "1", "ADDED")).unwrap(),
+    )
+    .unwrap();
+    fs::write(dir.path().join("added.yaml"), "config: {name: added}\n").unwrap();
+    let report = s.request("POST", "/api/v1/admin/reload", &[], None).json();
+    assert_eq!(report["errors"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(s.get("/api/v1/rulesets/added").status, 200);
+    fs::remove_file(dir.path().join("added.yaml")).unwrap();
+    s.terminate();
+
+    // Edits made while the server is down are imported at the next start.
+    fs::write(
+        dir.path().join("offline.json"),
+        serde_json::to_string(&ruleset("offline", "1", "OFF")).unwrap(),
+    )
+    .unwrap();
+    fs::remove_file(dir.path().join("added.json")).unwrap();
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), ["discount", "offline"]);
+}
+
+#[test]
+fn interrupted_file_writes_are_resolved_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    s.post("/api/v1/rulesets", &ruleset("kept", "1", "K1"));
+    s.post("/api/v1/rulesets", &ruleset("gone", "1", "G"));
+    s.delete("/api/v1/rulesets/gone");
+    let committed = s.get("/api/v1/rulesets/kept").json();
+    s.kill9();
+    // As if a crash hit between the commit and the rename: the staged file holds the
+    // committed content and the target still the old one.
+    let mut old = committed.clone();
+    old["config"]["version"] = json!("0");
+    fs::write(
+        dir.path().join("kept.json"),
+        serde_json::to_string(&old).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join(".kept.json.ordo-tmp"),
+        serde_json::to_string(&committed).unwrap(),
+    )
+    .unwrap();
+    // A staged write whose commit never happened.
+    fs::write(
+        dir.path().join(".ghost.json.ordo-tmp"),
+        serde_json::to_string(&ruleset("ghost", "1", "G")).unwrap(),
+    )
+    .unwrap();
+    // A delete that was committed but whose marker remained.
+    fs::write(
+        dir.path().join(".gone.json.ordo-del"),
+        serde_json::to_string(&ruleset("gone", "1", "G")).unwrap(),
+    )
+    .unwrap();
+
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), ["kept"]);
+    assert_eq!(s.get("/api/v1/rulesets/kept").json(), committed);
+    assert_eq!(file_json(&dir.path().join("kept.json")), committed);
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("ordo-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(!dir.path().join("ghost.json").exists());
+    assert!(!dir.path().join("gone.json").exists());
+}
+
+#[test]
+fn one_directory_has_one_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = start(dir.path(), &[]);
+    let err = Server::try_start(&["--rules-dir", dir.path().to_str().unwrap()])
+        .err()
+        .expect("a second server on the same directory must not start");
+    assert!(err.contains("locked"), "{err}");
+}
+
+/// Writers hammer the server; it is killed with SIGKILL at arbitrary moments and
+/// restarted. Every acknowledged write must be there, the in-flight one either fully
+/// present or absent, and log, files and projection must agree.
+#[test]
+fn kill_9_during_a_write_storm_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // name -> (last acknowledged counter, counter possibly in flight)
+    let acked: Arc<Mutex<HashMap<String, (i64, i64)>>> = Arc::default();
+    for round in 0..4u64 {
+        let s = Arc::new(start(dir.path(), &[]));
+        check_consistent(&s, dir.path(), &acked.lock().unwrap());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                let (s, acked, stop) = (s.clone(), acked.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0i64;
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        i += 1;
+                        let name = format!("w{w}-r{}", i % 4);
+                        let counter = (round as i64) * 1_000_000 + i;
+                        let body =
+                            ruleset(&name, &format!("1.0.{counter}"), &format!("C{counter}"));
+                        acked
+                            .lock()
+                            .unwrap()
+                            .entry(name.clone())
+                            .or_insert((-1, -1))
+                            .1 = counter;
+                        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            s.post("/api/v1/rulesets", &body).status
+                        }));
+                        match ok {
+                            Ok(200 | 201) => {
+                                acked.lock().unwrap().get_mut(&name).unwrap().0 = counter;
+                            }
+                            // The connection died with the server.
+                            _ => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300 + round * 150));
+        let pid = s.pid();
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for w in writers {
+            w.join().unwrap();
+        }
+    }
+    let s = start(dir.path(), &[]);
+    let acked = acked.lock().unwrap();
+    assert!(
+        acked.values().filter(|(a, _)| *a > 0).count() >= 6,
+        "too few writes: {acked:?}"
+    );
+    check_consistent(&s, dir.path(), &acked);
+}
+
+fn check_consistent(s: &Server, dir: &Path, acked: &HashMap<String, (i64, i64)>) {
+    for (name, (last_acked, in_flight)) in acked {
+        let r = s.get(&format!("/api/v1/rulesets/{name}"));
+        if *last_acked < 0 {
+            // Never acknowledged: absent, or fully present as the in-flight write.
+            if r.status == 404 {
+                assert!(!dir.join(format!("{name}.json")).exists());
+                continue;
+            }
+        }
+        assert_eq!(r.status, 200, "{name} lost: {}", r.text);
+        let got = r.json();
+        let version = got["config"]["version"].as_str().unwrap().to_string();
+        let ok = [*last_acked, *in_flight]
+            .iter()
+            .any(|c| *c >= 0 && version == format!("1.0.{c}"));
+        assert!(
+            ok,
+            "{name}: found {version}, acknowledged {last_acked}, in flight {in_flight}"
+        );
+        // Projection agrees with the log and the file.
+        let code = s
+            .post(
+                &format!("/api/v1/execute/{name}"),
+                &json!({"input": {"x": 1}}),
+            )
+            .json()["code"]
+            .clone();
+        assert_eq!(code, format!("C{}", &version["1.0.".len()..]));
+        assert_eq!(file_json(&dir.join(format!("{name}.json"))), got);
+    }
+    // Every file is a ruleset the log knows, and no staged file is left behind.
+    for entry in fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            !name.contains("ordo-tmp") && !name.contains("ordo-del"),
+            "{name} left behind"
+        );
+        if let Some(stem) = name.strip_suffix(".json") {
+            assert_eq!(
+                s.get(&format!("/api/v1/rulesets/{stem}")).status,
+                200,
+                "{name}"
+            );
+        }
+    }
+    // Seqs are gapless: every commit is one version here (puts only).
+    let mut seqs: Vec<u64> = Vec::new();
+    for name in names(s) {
+        let v = s.get(&format!("/api/v1/rulesets/{name}/versions")).json();
+        seqs.extend(
+            v["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["seq"].as_u64().unwrap()),
+        );
+    }
+    seqs.sort_unstable();
+    let last = s.get("/health").json()["storage"]["last_seq"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+}
