@@ -491,3 +491,53 @@ fn yaml_upload_is_accepted() {
         "YAML"
     );
 }
+
+#[test]
+fn a_request_that_takes_too_long_is_cut_off_with_408() {
+    use std::io::{Read, Write};
+    let s = Server::start(&["--request-timeout-ms", "300"]);
+    s.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "OK"));
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    // Headers promise a body that never fully arrives.
+    conn.write_all(b"POST /api/v1/execute/r HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"input\":").unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = conn.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"REQUEST_TIMEOUT\""), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn writing_the_same_content_again_commits_nothing() {
+    let s = Server::start(&[]);
+    let first = s
+        .post("/api/v1/rulesets", &ruleset("r", "1.0.0", "OK"))
+        .json();
+    assert_eq!(first["changed"], true);
+    let again = s.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "OK"));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["status"], "updated");
+    assert_eq!(again.json()["changed"], false);
+    assert_eq!(again.json()["seq"], first["seq"]);
+    // A change of content under the same version string is a new commit.
+    let same_version = s
+        .post("/api/v1/rulesets", &ruleset("r", "1.0.0", "OTHER"))
+        .json();
+    assert_eq!(same_version["changed"], true);
+    assert_eq!(
+        s.get("/api/v1/rulesets/r/versions").json()["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.post("/api/v1/execute/r", &json!({"input": {}})).json()["code"],
+        "OTHER"
+    );
+}

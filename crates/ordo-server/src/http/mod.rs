@@ -9,7 +9,7 @@ mod ops;
 mod rulesets;
 mod tenants;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -37,6 +38,7 @@ pub struct Shared {
     /// SHA-256 of each accepted API token: comparing digests in constant time reveals
     /// neither the tokens nor their lengths.
     token_digests: Vec<[u8; 32]>,
+    request_metrics: RequestMetrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +60,7 @@ impl AppState {
             service,
             metrics,
             token_digests,
+            request_metrics: RequestMetrics::new(),
         }))
     }
 }
@@ -111,7 +114,9 @@ pub fn router(state: AppState) -> Router {
             with_timeout(timeout, req, next)
         }));
     }
-    router.layer(middleware::from_fn(track)).with_state(state)
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -126,7 +131,7 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Route templates, so that request metrics use static labels (no allocation).
+/// Route templates: request metrics are kept per (route, method, status) slot.
 const ROUTES: &[&str] = &[
     "/api/v1/execute/{name}",
     "/api/v1/execute/{name}/batch",
@@ -144,46 +149,71 @@ const ROUTES: &[&str] = &[
     "/healthz/live",
     "/healthz/ready",
     "/metrics",
+    "unmatched",
+];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "OTHER"];
+const STATUSES: &[&str] = &[
+    "200", "201", "204", "400", "401", "403", "404", "405", "408", "409", "413", "415", "422",
+    "429", "500", "503", "other",
 ];
 
-fn static_method(m: &axum::http::Method) -> &'static str {
-    match *m {
-        axum::http::Method::GET => "GET",
-        axum::http::Method::POST => "POST",
-        axum::http::Method::PUT => "PUT",
-        axum::http::Method::DELETE => "DELETE",
-        _ => "OTHER",
+/// Request counters and latency histograms, registered on first use of each slot and
+/// then reached by index: no key hashing or registry lookup per request.
+pub struct RequestMetrics {
+    counters: Box<[OnceLock<Counter>]>,
+    durations: Box<[OnceLock<Histogram>]>,
+}
+
+impl RequestMetrics {
+    fn new() -> RequestMetrics {
+        let n = ROUTES.len() * METHODS.len();
+        RequestMetrics {
+            counters: (0..n * STATUSES.len()).map(|_| OnceLock::new()).collect(),
+            durations: (0..n).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn record(&self, route: usize, method: usize, status: usize, elapsed: std::time::Duration) {
+        let rm = route * METHODS.len() + method;
+        let (r, m, st) = (
+            ROUTES.get(route).copied().unwrap_or("unmatched"),
+            METHODS.get(method).copied().unwrap_or("OTHER"),
+            STATUSES.get(status).copied().unwrap_or("other"),
+        );
+        if let Some(slot) = self.counters.get(rm * STATUSES.len() + status) {
+            slot.get_or_init(|| {
+                metrics::counter!("ordo_http_requests_total", "route" => r, "method" => m, "status" => st)
+            })
+            .increment(1);
+        }
+        if let Some(slot) = self.durations.get(rm) {
+            slot.get_or_init(|| {
+                metrics::histogram!("ordo_http_request_duration_seconds", "route" => r, "method" => m)
+            })
+            .record(elapsed);
+        }
     }
 }
 
-fn static_status(s: StatusCode) -> &'static str {
-    const CODES: &[&str] = &[
-        "200", "201", "204", "400", "401", "403", "404", "405", "408", "409", "413", "415", "422",
-        "429", "500", "503",
-    ];
-    let code = s.as_str();
-    CODES
-        .iter()
-        .find(|c| **c == code)
-        .copied()
-        .unwrap_or("other")
+fn position(list: &[&str], item: &str) -> usize {
+    list.iter()
+        .position(|x| *x == item)
+        .unwrap_or(list.len() - 1)
 }
 
 /// Counts requests by route template, method and status.
-async fn track(req: Request, next: Next) -> Response {
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()).copied())
-        .unwrap_or("unmatched");
-    let method = static_method(req.method());
+        .map_or(ROUTES.len() - 1, |p| position(ROUTES, p.as_str()));
+    let method = position(METHODS, req.method().as_str());
     let response = next.run(req).await;
-    let status = static_status(response.status());
-    metrics::counter!("ordo_http_requests_total", "method" => method, "route" => route, "status" => status)
-        .increment(1);
-    metrics::histogram!("ordo_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed());
+    let status = position(STATUSES, response.status().as_str());
+    state
+        .request_metrics
+        .record(route, method, status, started.elapsed());
     response
 }
 

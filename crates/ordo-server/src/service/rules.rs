@@ -13,8 +13,7 @@ use crate::projection::{Catalog, Entry, TenantView};
 use crate::rules_dir::{FileProblem, canonical_json};
 use crate::store::{Change, Source, StoredRuleSet, VersionInfo, content_hash};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutStatus {
     Created,
     Updated,
@@ -22,9 +21,21 @@ pub enum PutStatus {
     Unchanged,
 }
 
+/// Clients know two statuses, `created` and `updated`; `changed` tells an update that
+/// committed something from one that found the same content already there.
+impl Serialize for PutStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            PutStatus::Created => "created",
+            PutStatus::Updated | PutStatus::Unchanged => "updated",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PutOutcome {
     pub status: PutStatus,
+    pub changed: bool,
     pub name: String,
     pub version: String,
     /// The commit holding this content.
@@ -219,6 +230,7 @@ impl Service {
         {
             return Ok(PutOutcome {
                 status: PutStatus::Unchanged,
+                changed: false,
                 name,
                 version,
                 seq: existing.stored.seq,
@@ -265,6 +277,7 @@ impl Service {
         tracing::info!(tenant = %tenant_id, ruleset = %name, %version, seq, source = source.as_str(), "ruleset {}", if status == PutStatus::Created { "created" } else { "updated" });
         Ok(PutOutcome {
             status,
+            changed: true,
             name,
             version,
             seq,
