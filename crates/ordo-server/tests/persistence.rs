@@ -90,7 +90,8 @@ fn examples_load_and_writes_survive_a_restart_as_files() {
         .as_u64()
         .unwrap();
     let versions = s.get("/api/v1/rulesets/fresh/versions").json();
-    s.terminate();
+    // SIGTERM is a clean stop.
+    assert!(s.terminate().success());
 
     // After a restart: the same rules, versions, tenants and seq; nothing re-imported.
     let s = start(dir.path(), &["--multi-tenancy-enabled"]);
