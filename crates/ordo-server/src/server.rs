@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -49,6 +50,13 @@ pub async fn serve(
         tracing::info!("listening on http://{addr}");
     }
     let svc = service.clone();
+    // Responses go out at once instead of waiting on Nagle's algorithm and the peer's
+    // delayed ACK (tens of milliseconds in the tail otherwise).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
