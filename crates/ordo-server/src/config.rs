@@ -64,6 +64,10 @@ pub struct Config {
     #[arg(long, env = "ORDO_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
 
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish, in seconds.
+    #[arg(long, env = "ORDO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+
     /// Threads serving requests (default: one per CPU core).
     #[arg(long, env = "ORDO_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -104,6 +108,10 @@ impl Config {
             return Err("--max-body-bytes must be at least 1024".into());
         }
         Ok(())
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
     }
 
     pub fn request_timeout(&self) -> Option<Duration> {

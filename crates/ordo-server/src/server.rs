@@ -50,6 +50,8 @@ pub async fn serve(
         tracing::info!("listening on http://{addr}");
     }
     let svc = service.clone();
+    let grace = service.config().shutdown_timeout();
+    let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
     // Responses go out at once instead of waiting on Nagle's algorithm and the peer's
     // delayed ACK (tens of milliseconds in the tail otherwise).
     let listener = listener.tap_io(|tcp| {
@@ -57,13 +59,32 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            svc.begin_shutdown();
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        })
-        .await?;
+    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        // Not ready at once; the listener closes when this future returns.
+        svc.begin_shutdown();
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            "shutting down: no new connections, finishing in-flight requests"
+        );
+        let _ = signalled_tx.send(true);
+    });
+    // In-flight requests get `shutdown_timeout` to finish once the signal came.
+    let deadline = async move {
+        while !*signalled_rx.borrow() {
+            if signalled_rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = serving => result?,
+        () = deadline => tracing::warn!(
+            grace_seconds = grace.as_secs_f64(),
+            "in-flight requests did not finish within the shutdown timeout; stopping anyway"
+        ),
+    }
     service.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -9,6 +9,7 @@ mod ops;
 mod rulesets;
 mod tenants;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -23,6 +24,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::Instrument;
 
 pub use error::ApiError;
 
@@ -116,6 +118,7 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
 
@@ -214,6 +217,52 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     state
         .request_metrics
         .record(route, method, status, started.elapsed());
+    response
+}
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+static REQUEST_PREFIX: OnceLock<String> = OnceLock::new();
+
+/// The request's id: the caller's `x-request-id` when it is sane, else a new one
+/// (a per-process random prefix and a counter: unique without a random draw per request).
+fn request_id_of(req: &Request) -> HeaderValue {
+    if let Some(v) = req.headers().get("x-request-id")
+        && !v.is_empty()
+        && v.len() <= 128
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return v.clone();
+    }
+    let prefix = REQUEST_PREFIX.get_or_init(|| {
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .chars()
+            .take(12)
+            .collect()
+    });
+    let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{prefix}-{n}")).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// Tags every request with an id, echoed in the response. Requests other than
+/// executions run inside a span carrying it, so every log line they cause (audit events
+/// of commits included) names the request; executions skip the span to stay cheap.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = request_id_of(&req);
+    let is_execution = req.uri().path().starts_with("/api/v1/execute/");
+    let mut response = if is_execution {
+        next.run(req).await
+    } else {
+        let span = tracing::info_span!(
+            "request",
+            request_id = id.to_str().unwrap_or("-"),
+            method = %req.method(),
+            path = req.uri().path(),
+        );
+        next.run(req).instrument(span).await
+    };
+    response.headers_mut().insert("x-request-id", id);
     response
 }
 

@@ -253,6 +253,7 @@ impl Service {
             return Err(e.into());
         }
         metrics::histogram!("ordo_commit_duration_seconds").record(started.elapsed());
+        audit(&commit);
         metrics::counter!("ordo_commits_total", "source" => source.as_str()).increment(1);
         *head = commit.seq;
         if let Some(file) = file
@@ -270,12 +271,42 @@ impl Service {
     }
 }
 
+/// One audit event per commit: what changed, from where, at which seq. Inside a request
+/// the event carries the request's id (from its span).
+fn audit(commit: &Commit) {
+    use crate::store::Change;
+    let (kind, tenant, name, version) = match &commit.change {
+        Change::PutRuleSet(r) => (
+            "ruleset_put",
+            r.tenant.as_str(),
+            r.name.as_str(),
+            r.version.as_str(),
+        ),
+        Change::DeleteRuleSet { tenant, name } => {
+            ("ruleset_delete", tenant.as_str(), name.as_str(), "")
+        }
+        Change::PutTenant(t) => ("tenant_put", t.id.as_str(), "", ""),
+        Change::DeleteTenant { id } => ("tenant_delete", id.as_str(), "", ""),
+    };
+    tracing::info!(
+        target: "ordo::audit",
+        seq = commit.seq,
+        commit_id = %commit.id,
+        source = commit.source.as_str(),
+        kind,
+        tenant,
+        name,
+        version,
+        "commit"
+    );
+}
+
 /// Runs a write on its own task so that it completes even if the caller goes away
 /// (a dropped request future must never leave a commit half-applied).
 async fn spawn_write<T: Send + 'static>(
     fut: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(fut)
+    tokio::spawn(tracing::Instrument::in_current_span(fut))
         .await
         .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
 }

@@ -274,7 +274,6 @@ impl Service {
                 c.put_ruleset(seq, entry)
             })
             .await?;
-        tracing::info!(tenant = %tenant_id, ruleset = %name, %version, seq, source = source.as_str(), "ruleset {}", if status == PutStatus::Created { "created" } else { "updated" });
         Ok(PutOutcome {
             status,
             changed: true,
@@ -327,19 +326,10 @@ impl Service {
             name: name.to_string(),
         };
         let (t, n) = (tenant.to_string(), name.to_string());
-        let seq = self
-            .commit(head, source, change, pending, move |c, seq| {
-                c.delete_ruleset(seq, &t, &n)
-            })
-            .await?;
-        tracing::info!(
-            tenant,
-            ruleset = name,
-            seq,
-            source = source.as_str(),
-            "ruleset deleted"
-        );
-        Ok(seq)
+        self.commit(head, source, change, pending, move |c, seq| {
+            c.delete_ruleset(seq, &t, &n)
+        })
+        .await
     }
 
     /// Stored versions, newest first. 404 when the ruleset never existed.

@@ -37,21 +37,21 @@ impl Service {
             let existing = catalog.tenant(&config.id);
             // The default tenant exists from the start, but only as configured by flags
             // until it is written once.
-            let exists = existing.is_some_and(|t| t.stored || !create_only);
+            let exists = existing.is_some();
             if create_only && existing.is_some() {
-                return Err(Error::Conflict(format!("tenant '{}' already exists", config.id)));
+                return Err(Error::Conflict(format!(
+                    "tenant '{}' already exists",
+                    config.id
+                )));
             }
             if existing.is_some_and(|t| t.stored && t.config == config) {
                 return Ok(false);
             }
-            let id = config.id.clone();
             let change = Change::PutTenant(config.clone());
-            let seq = this
-                .commit(&mut head, Source::Api, change, None, move |c, seq| {
-                    c.put_tenant(seq, config)
-                })
-                .await?;
-            tracing::info!(tenant = %id, seq, "tenant {}", if exists { "updated" } else { "created" });
+            this.commit(&mut head, Source::Api, change, None, move |c, seq| {
+                c.put_tenant(seq, config)
+            })
+            .await?;
             Ok(!exists)
         })
         .await
@@ -83,7 +83,6 @@ impl Service {
                     c.delete_tenant(seq, &target)
                 })
                 .await?;
-            tracing::info!(tenant = %id, seq, "tenant deleted");
             Ok(seq)
         })
         .await
