@@ -104,44 +104,23 @@ impl Catalog {
         self.tenants.values().map(|t| t.rulesets.len()).sum()
     }
 
-    /// A copy with `tenant`'s view replaced by `f` of its current view.
-    fn with_tenant(&self, tenant: &str, f: impl FnOnce(&TenantView) -> TenantView) -> Catalog {
-        let mut next = self.clone();
-        if let Some(view) = self.tenants.get(tenant) {
-            next.tenants.insert(tenant.to_string(), Arc::new(f(view)));
+    pub fn edit(&self) -> CatalogEdit {
+        CatalogEdit {
+            base: self.clone(),
+            touched: FastMap::default(),
         }
-        next
     }
 
     pub fn put_ruleset(&self, seq: u64, entry: Arc<Entry>) -> Catalog {
-        let tenant = entry.stored.tenant.clone();
-        let mut next = self.with_tenant(&tenant, |view| {
-            let mut rulesets = view.rulesets.clone();
-            rulesets.insert(entry.stored.name.clone(), entry);
-            TenantView {
-                config: view.config.clone(),
-                limiter: view.limiter.clone(),
-                rulesets,
-                stored: view.stored,
-            }
-        });
-        next.seq = seq;
-        next
+        let mut edit = self.edit();
+        edit.put(entry);
+        edit.finish(seq)
     }
 
     pub fn delete_ruleset(&self, seq: u64, tenant: &str, name: &str) -> Catalog {
-        let mut next = self.with_tenant(tenant, |view| {
-            let mut rulesets = view.rulesets.clone();
-            rulesets.remove(name);
-            TenantView {
-                config: view.config.clone(),
-                limiter: view.limiter.clone(),
-                rulesets,
-                stored: view.stored,
-            }
-        });
-        next.seq = seq;
-        next
+        let mut edit = self.edit();
+        edit.remove(tenant, name);
+        edit.finish(seq)
     }
 
     pub fn put_tenant(&self, seq: u64, config: TenantConfig) -> Catalog {
@@ -159,6 +138,62 @@ impl Catalog {
         next.tenants.remove(id);
         next.seq = seq;
         next
+    }
+}
+
+/// A batch of changes to a catalog: each touched tenant's map is copied once, however
+/// many of its rulesets change.
+pub struct CatalogEdit {
+    base: Catalog,
+    touched: FastMap<String, TenantView>,
+}
+
+impl CatalogEdit {
+    pub fn tenant(&self, id: &str) -> Option<&TenantView> {
+        self.touched
+            .get(id)
+            .or_else(|| self.base.tenants.get(id).map(|t| t.as_ref()))
+    }
+
+    pub fn count(&self, tenant: &str) -> usize {
+        self.tenant(tenant).map_or(0, |t| t.rulesets.len())
+    }
+
+    fn touch(&mut self, tenant: &str) -> Option<&mut TenantView> {
+        if !self.touched.contains_key(tenant) {
+            let view = self.base.tenants.get(tenant)?;
+            self.touched.insert(
+                tenant.to_string(),
+                TenantView {
+                    config: view.config.clone(),
+                    limiter: view.limiter.clone(),
+                    rulesets: view.rulesets.clone(),
+                    stored: view.stored,
+                },
+            );
+        }
+        self.touched.get_mut(tenant)
+    }
+
+    pub fn put(&mut self, entry: Arc<Entry>) {
+        let tenant = entry.stored.tenant.clone();
+        if let Some(view) = self.touch(&tenant) {
+            view.rulesets.insert(entry.stored.name.clone(), entry);
+        }
+    }
+
+    pub fn remove(&mut self, tenant: &str, name: &str) {
+        if let Some(view) = self.touch(tenant) {
+            view.rulesets.remove(name);
+        }
+    }
+
+    pub fn finish(mut self, seq: u64) -> Catalog {
+        for (id, view) in self.touched {
+            self.base.tenants.insert(id, Arc::new(view));
+        }
+        self.base.seq = seq;
+        self.base
     }
 }
 

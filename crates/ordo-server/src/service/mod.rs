@@ -222,6 +222,38 @@ impl Service {
         self.store.close().await;
     }
 
+    fn new_commit(&self, seq: u64, source: Source, change: crate::store::Change) -> Commit {
+        Commit {
+            seq,
+            id: uuid::Uuid::new_v4().to_string(),
+            created_at_ms: now_ms(),
+            source,
+            change,
+        }
+    }
+
+    /// Appends several commits in one transaction (the caller holds the head lock) and
+    /// swaps in `next`, the catalog they add up to. No file is touched: this is the
+    /// import path, where the files are the source.
+    async fn commit_all(&self, head: &mut u64, commits: &[Commit], next: Catalog) -> Result<()> {
+        let started = Instant::now();
+        if let Err(e) = self.store.append_all(commits).await {
+            tracing::error!(error = %e, "commit failed");
+            return Err(e.into());
+        }
+        metrics::histogram!("ordo_commit_duration_seconds").record(started.elapsed());
+        for commit in commits {
+            metrics::counter!("ordo_commits_total", "source" => commit.source.as_str())
+                .increment(1);
+            audit(commit);
+        }
+        if let Some(last) = commits.last() {
+            *head = last.seq;
+        }
+        self.projection.store(next);
+        Ok(())
+    }
+
     /// Appends one commit (the caller holds the head lock) and makes it visible: the
     /// staged file is finished and the catalog swapped. `file` is aborted if the append
     /// fails, so a rejected write leaves nothing behind.
@@ -233,13 +265,7 @@ impl Service {
         file: Option<PendingFile>,
         apply: impl FnOnce(&Catalog, u64) -> Catalog,
     ) -> Result<u64> {
-        let commit = Commit {
-            seq: *head + 1,
-            id: uuid::Uuid::new_v4().to_string(),
-            created_at_ms: now_ms(),
-            source,
-            change,
-        };
+        let commit = self.new_commit(*head + 1, source, change);
         let started = Instant::now();
         if let Err(e) = self.store.append(&commit).await {
             if let Some(file) = file {
@@ -345,33 +371,46 @@ fn build_catalog(config: &Config, state: &crate::store::State) -> Catalog {
             Arc::new(TenantView::new(tenant.clone(), None, true)),
         );
     }
-    let mut by_tenant: BTreeMap<&str, Vec<Arc<Entry>>> = BTreeMap::new();
-    for stored in &state.rulesets {
-        match compile_stored(stored) {
-            Ok(entry) => by_tenant.entry(&stored.tenant).or_default().push(entry),
-            Err(e) => tracing::error!(
+    // Compiling is the bulk of a restart: spread it over the cores.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = state.rulesets.len().div_ceil(threads).max(1);
+    let compiled: Vec<Arc<Entry>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = state
+            .rulesets
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .filter_map(compile_or_report)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let mut edit = catalog.edit();
+    for entry in compiled {
+        if edit.tenant(&entry.stored.tenant).is_none() {
+            tracing::error!(tenant = %entry.stored.tenant, "rulesets stored for a tenant that does not exist");
+            continue;
+        }
+        edit.put(entry);
+    }
+    edit.finish(state.seq)
+}
+
+fn compile_or_report(stored: &StoredRuleSet) -> Option<Arc<Entry>> {
+    compile_stored(stored)
+        .map_err(|e| {
+            tracing::error!(
                 tenant = %stored.tenant, ruleset = %stored.name, error = %e,
                 "stored ruleset does not compile; not served"
-            ),
-        }
-    }
-    for (tenant, entries) in by_tenant {
-        let Some(view) = catalog.tenants.get_mut(tenant) else {
-            tracing::error!(tenant, "rulesets stored for a tenant that does not exist");
-            continue;
-        };
-        let mut rulesets = view.rulesets.clone();
-        for entry in entries {
-            rulesets.insert(entry.stored.name.clone(), entry);
-        }
-        *view = Arc::new(TenantView {
-            config: view.config.clone(),
-            limiter: view.limiter.clone(),
-            rulesets,
-            stored: view.stored,
-        });
-    }
-    catalog
+            )
+        })
+        .ok()
 }
 
 fn compile_stored(stored: &StoredRuleSet) -> Result<Arc<Entry>> {

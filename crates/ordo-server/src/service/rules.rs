@@ -119,7 +119,9 @@ pub(super) struct Prepared {
     description: String,
 }
 
-fn prepare(tenant: &str, mut ruleset: RuleSet) -> Result<Prepared> {
+/// Checks the name, stamps the tenant and computes the canonical content and its hash:
+/// everything but compilation, which a file whose content is already current skips.
+fn stamp(tenant: &str, mut ruleset: RuleSet) -> Result<(RuleSet, StoredRuleSet)> {
     ordo_core::validate_name(&ruleset.config.name)
         .map_err(|e| Error::BadRequest(format!("config.name: {e}")))?;
     match ruleset.config.tenant_id.as_deref() {
@@ -130,10 +132,6 @@ fn prepare(tenant: &str, mut ruleset: RuleSet) -> Result<Prepared> {
         }
         _ => ruleset.config.tenant_id = Some(tenant.to_string()),
     }
-    let compiled = ruleset.compile().map_err(|e| Error::InvalidRuleSet {
-        message: e.to_string(),
-        errors: e.errors,
-    })?;
     let content = canonical_json(&ruleset);
     let stored = StoredRuleSet {
         tenant: tenant.to_string(),
@@ -143,13 +141,26 @@ fn prepare(tenant: &str, mut ruleset: RuleSet) -> Result<Prepared> {
         content: content.into(),
         seq: 0,
     };
-    let description = ruleset.config.description().to_string();
+    Ok((ruleset, stored))
+}
+
+fn compile_stamped(model: RuleSet, stored: StoredRuleSet) -> Result<Prepared> {
+    let compiled = model.compile().map_err(|e| Error::InvalidRuleSet {
+        message: e.to_string(),
+        errors: e.errors,
+    })?;
+    let description = model.config.description().to_string();
     Ok(Prepared {
-        model: ruleset,
+        model,
         stored,
         compiled,
         description,
     })
+}
+
+fn prepare(tenant: &str, ruleset: RuleSet) -> Result<Prepared> {
+    let (model, stored) = stamp(tenant, ruleset)?;
+    compile_stamped(model, stored)
 }
 
 impl Service {
@@ -418,36 +429,65 @@ impl Service {
                 ..ReloadReport::default()
             };
             let mut seen: HashSet<(String, String)> = scan.unusable;
+            // All differences become commits appended in one transaction and made
+            // visible in one catalog swap: importing a thousand files costs one sync.
+            let catalog = this.projection.load_full();
+            let mut edit = catalog.edit();
+            let mut commits = Vec::new();
+            let mut seq = *head;
             for file in scan.found {
                 seen.insert((file.tenant.clone(), file.name.clone()));
-                let prepared = match prepare(&file.tenant, file.ruleset) {
-                    Ok(prepared) => prepared,
+                let mut problem = |reason: String| {
+                    report.errors.push(FileProblem {
+                        path: file.path.clone(),
+                        reason,
+                    })
+                };
+                let (model, stored) = match stamp(&file.tenant, file.ruleset) {
+                    Ok(stamped) => stamped,
                     Err(e) => {
-                        report.errors.push(FileProblem {
-                            path: file.path,
-                            reason: e.to_string(),
-                        });
+                        problem(e.to_string());
                         continue;
                     }
                 };
-                report.rules_loaded += 1;
-                match this
-                    .put_locked(&mut head, prepared, Source::File, false)
-                    .await
-                {
-                    Ok(out) if out.status == PutStatus::Unchanged => {}
-                    Ok(_) => report.imported += 1,
-                    Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => {
-                        report.rules_loaded -= 1;
-                        report.errors.push(FileProblem {
-                            path: file.path,
-                            reason: e.to_string(),
-                        });
-                    }
-                    Err(e) => return Err(e),
+                let Some(view) = edit.tenant(&file.tenant) else {
+                    problem(format!("tenant '{}' not found", file.tenant));
+                    continue;
+                };
+                let existing = view.rulesets.get(&file.name);
+                if existing.is_some_and(|e| e.stored.hash == stored.hash) {
+                    report.rules_loaded += 1;
+                    continue;
                 }
+                if existing.is_none()
+                    && let Some(max) = view.config.max_rules
+                    && edit.count(&file.tenant) >= max as usize
+                {
+                    problem(format!(
+                        "tenant '{}' already has {max} rulesets, its max_rules limit",
+                        file.tenant
+                    ));
+                    continue;
+                }
+                let Prepared {
+                    mut stored,
+                    compiled,
+                    description,
+                    ..
+                } = match compile_stamped(model, stored) {
+                    Ok(prepared) => prepared,
+                    Err(e) => {
+                        problem(e.to_string());
+                        continue;
+                    }
+                };
+                seq += 1;
+                stored.seq = seq;
+                commits.push(this.new_commit(seq, Source::File, Change::PutRuleSet(stored.clone())));
+                edit.put(Entry::new(stored, compiled, description));
+                report.rules_loaded += 1;
+                report.imported += 1;
             }
-            let catalog = this.projection.load_full();
             let mut gone: Vec<(String, String)> = catalog
                 .tenants
                 .iter()
@@ -456,9 +496,13 @@ impl Service {
                 .collect();
             gone.sort();
             for (tenant, name) in gone {
-                this.delete_locked(&mut head, &tenant, &name, Source::File, false)
-                    .await?;
+                seq += 1;
+                edit.remove(&tenant, &name);
+                commits.push(this.new_commit(seq, Source::File, Change::DeleteRuleSet { tenant, name }));
                 report.rules_removed += 1;
+            }
+            if !commits.is_empty() {
+                this.commit_all(&mut head, &commits, edit.finish(seq)).await?;
             }
             for problem in &report.errors {
                 tracing::warn!(path = %problem.path.display(), reason = %problem.reason, "rules file skipped");

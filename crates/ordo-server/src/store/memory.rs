@@ -45,15 +45,22 @@ impl MemoryStore {
     }
 
     pub fn append(&self, commit: &Commit) -> Result<(), StoreError> {
+        self.append_all(std::slice::from_ref(commit))
+    }
+
+    pub fn append_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
         self.with_log(|log| {
-            let last = log.last().map_or(0, |c| c.seq);
-            if commit.seq != last + 1 {
-                return Err(StoreError::OutOfOrder {
-                    last,
-                    got: commit.seq,
-                });
+            let mut last = log.last().map_or(0, |c| c.seq);
+            for commit in commits {
+                if commit.seq != last + 1 {
+                    return Err(StoreError::OutOfOrder {
+                        last,
+                        got: commit.seq,
+                    });
+                }
+                last = commit.seq;
             }
-            log.push(commit.clone());
+            log.extend_from_slice(commits);
             Ok(())
         })
     }

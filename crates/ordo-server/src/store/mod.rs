@@ -173,7 +173,15 @@ impl Store {
     pub async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.append(commit),
-            Store::Sqlite(s) => s.append(commit).await,
+            Store::Sqlite(s) => s.append_all(std::slice::from_ref(commit)).await,
+        }
+    }
+
+    /// Appends several commits, in order, in one transaction: all or none.
+    pub async fn append_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.append_all(commits),
+            Store::Sqlite(s) => s.append_all(commits).await,
         }
     }
 

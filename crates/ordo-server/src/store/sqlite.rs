@@ -130,37 +130,51 @@ impl SqliteStore {
         Ok(state)
     }
 
-    pub async fn append(&self, c: &Commit) -> Result<(), StoreError> {
+    pub async fn append_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM commits")
             .fetch_one(&mut *tx)
             .await?;
-        let last = seq_of(last.unwrap_or(0))?;
-        if c.seq != last + 1 {
-            return Err(StoreError::OutOfOrder { last, got: c.seq });
-        }
-        let seq = seq_param(c.seq)?;
-        let (tenant, name, version, content, hash) = match &c.change {
-            Change::PutRuleSet(r) => (
-                r.tenant.as_str(),
-                r.name.as_str(),
-                Some(r.version.as_str()),
-                Some(r.content.to_string()),
-                Some(r.hash.as_str()),
-            ),
-            Change::DeleteRuleSet { tenant, name } => {
-                (tenant.as_str(), name.as_str(), None, None, None)
+        let mut last = seq_of(last.unwrap_or(0))?;
+        for c in commits {
+            if c.seq != last + 1 {
+                return Err(StoreError::OutOfOrder { last, got: c.seq });
             }
-            Change::PutTenant(t) => (
-                t.id.as_str(),
-                "",
-                None,
-                Some(serde_json::to_string(t).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-                None,
-            ),
-            Change::DeleteTenant { id } => (id.as_str(), "", None, None, None),
-        };
-        sqlx::query(
+            last = c.seq;
+            insert(&mut tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Writes one commit and its effect on the current state, inside `tx`.
+async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    c: &Commit,
+) -> Result<(), StoreError> {
+    let seq = seq_param(c.seq)?;
+    let (tenant, name, version, content, hash) = match &c.change {
+        Change::PutRuleSet(r) => (
+            r.tenant.as_str(),
+            r.name.as_str(),
+            Some(r.version.as_str()),
+            Some(r.content.to_string()),
+            Some(r.hash.as_str()),
+        ),
+        Change::DeleteRuleSet { tenant, name } => {
+            (tenant.as_str(), name.as_str(), None, None, None)
+        }
+        Change::PutTenant(t) => (
+            t.id.as_str(),
+            "",
+            None,
+            Some(serde_json::to_string(t).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+            None,
+        ),
+        Change::DeleteTenant { id } => (id.as_str(), "", None, None, None),
+    };
+    sqlx::query(
             "INSERT INTO commits (seq, id, created_at_ms, source, kind, tenant_id, name, version, content, hash)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -174,11 +188,11 @@ impl SqliteStore {
         .bind(version)
         .bind(content.as_deref())
         .bind(hash)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        match &c.change {
-            Change::PutRuleSet(r) => {
-                sqlx::query(
+    match &c.change {
+        Change::PutRuleSet(r) => {
+            sqlx::query(
                     "INSERT INTO rulesets (tenant_id, name, seq, version, content, hash) VALUES (?, ?, ?, ?, ?, ?)
                      ON CONFLICT (tenant_id, name) DO UPDATE SET
                        seq = excluded.seq, version = excluded.version,
@@ -190,38 +204,38 @@ impl SqliteStore {
                 .bind(&r.version)
                 .bind(content.as_deref())
                 .bind(&r.hash)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
-            }
-            Change::DeleteRuleSet { tenant, name } => {
-                sqlx::query("DELETE FROM rulesets WHERE tenant_id = ? AND name = ?")
-                    .bind(tenant)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Change::PutTenant(t) => {
-                sqlx::query(
-                    "INSERT INTO tenants (id, seq, content) VALUES (?, ?, ?)
-                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, content = excluded.content",
-                )
-                .bind(&t.id)
-                .bind(seq)
-                .bind(content.as_deref())
-                .execute(&mut *tx)
-                .await?;
-            }
-            Change::DeleteTenant { id } => {
-                sqlx::query("DELETE FROM tenants WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
         }
-        tx.commit().await?;
-        Ok(())
+        Change::DeleteRuleSet { tenant, name } => {
+            sqlx::query("DELETE FROM rulesets WHERE tenant_id = ? AND name = ?")
+                .bind(tenant)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Change::PutTenant(t) => {
+            sqlx::query(
+                "INSERT INTO tenants (id, seq, content) VALUES (?, ?, ?)
+                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, content = excluded.content",
+            )
+            .bind(&t.id)
+            .bind(seq)
+            .bind(content.as_deref())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::DeleteTenant { id } => {
+            sqlx::query("DELETE FROM tenants WHERE id = ?")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
+    Ok(())
+}
 
+impl SqliteStore {
     pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, version, created_at_ms, source, hash FROM commits

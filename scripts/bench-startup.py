@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Time-to-ready and RSS of the release server with N rulesets in its rules directory.
+
+    scripts/bench-startup.py [N=1000] [runs=5]
+
+The first start imports the N files into the commit log; later starts read the log.
+Time-to-ready is measured from exec to the first 200 from /healthz/ready (polled every
+0.2 ms on one kept-alive connection attempt loop).
+"""
+import http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+subprocess.run(["cargo", "build", "--release", "-p", "ordo-server", "--quiet"], cwd=root, check=True)
+target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
+binary = os.path.join(target, "release", "ordo-server")
+template = json.load(open(os.path.join(root, "crates/ordo-core/benches/data/discount.json")))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start(rules):
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--rules-dir", rules,
+                             "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/healthz/ready")
+            if c.getresponse().status == 200:
+                ready = time.perf_counter() - t0
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}")
+        time.sleep(0.0002)
+    time.sleep(0.2)
+    rss = rss_kb(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    return ready * 1000, rss / 1024
+
+
+first, restart, first_rss, restart_rss = [], [], [], []
+for _ in range(runs):
+    rules = tempfile.mkdtemp()
+    try:
+        for i in range(n):
+            rs = json.loads(json.dumps(template))
+            rs["config"]["name"] = f"discount-{i}"
+            rs["config"]["version"] = f"1.0.{i}"
+            with open(os.path.join(rules, f"discount-{i}.json"), "w") as f:
+                json.dump(rs, f, indent=2)
+        t, m = start(rules); first.append(t); first_rss.append(m)
+        for _ in range(3):
+            t, m = start(rules); restart.append(t); restart_rss.append(m)
+    finally:
+        shutil.rmtree(rules)
+
+print(f"{n} rulesets, {runs} directories")
+print(f"first start (imports {n} files): ready in median {statistics.median(first):.1f} ms "
+      f"(min {min(first):.1f}, max {max(first):.1f}), RSS median {statistics.median(first_rss):.1f} MB")
+print(f"restart ({len(restart)} starts): ready in median {statistics.median(restart):.1f} ms "
+      f"(min {min(restart):.1f}, max {max(restart):.1f}), RSS median {statistics.median(restart_rss):.1f} MB")
