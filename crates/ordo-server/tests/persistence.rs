@@ -433,3 +433,59 @@ fn check_consistent(s: &Server, dir: &Path, acked: &HashMap<String, (i64, i64)>)
         .unwrap();
     assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
 }
+
+#[test]
+fn file_import_respects_tenants_and_their_quotas() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["--multi-tenancy-enabled"]);
+    s.post("/api/v1/tenants", &json!({"id": "acme", "max_rules": 1}));
+    let acme = dir.path().join("tenants/acme");
+    fs::create_dir_all(&acme).unwrap();
+    fs::write(
+        acme.join("a.json"),
+        serde_json::to_string(&ruleset("a", "1", "A")).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        acme.join("b.json"),
+        serde_json::to_string(&ruleset("b", "1", "B")).unwrap(),
+    )
+    .unwrap();
+    let ghost = dir.path().join("tenants/ghost");
+    fs::create_dir_all(&ghost).unwrap();
+    fs::write(
+        ghost.join("g.json"),
+        serde_json::to_string(&ruleset("g", "1", "G")).unwrap(),
+    )
+    .unwrap();
+    let report = s.request("POST", "/api/v1/admin/reload", &[], None).json();
+    assert_eq!(report["imported"], 1, "{report}");
+    let reasons: Vec<String> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["path"].as_str().unwrap(),
+                e["reason"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("b.json") && r.contains("max_rules")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("g.json") && r.contains("not found")),
+        "{reasons:?}"
+    );
+    let h = [("x-tenant-id", "acme")];
+    assert_eq!(s.get_as("/api/v1/rulesets/a", &h).status, 200);
+    assert_eq!(s.get_as("/api/v1/rulesets/b", &h).status, 404);
+}

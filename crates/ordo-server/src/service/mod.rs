@@ -65,6 +65,7 @@ impl Service {
     /// the rules directory.
     pub async fn start(config: Config) -> Result<Arc<Service>, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let t0 = Instant::now();
         let (store, files, dir_lock) = match &config.rules_dir {
             Some(path) => {
                 let dir_err = |source| StartError::RulesDir {
@@ -78,7 +79,9 @@ impl Service {
             }
             None => (Store::memory(), None, None),
         };
+        let opened = t0.elapsed();
         let state = store.load().await?;
+        let loaded = t0.elapsed();
         if let Some(dir) = &files {
             let hashes: BTreeMap<(String, String), String> = state
                 .rulesets
@@ -90,6 +93,7 @@ impl Service {
             }
         }
         let catalog = build_catalog(&config, &state);
+        let built = t0.elapsed();
         let service = Arc::new(Service {
             head: tokio::sync::Mutex::new(state.seq),
             projection: Projection::new(Catalog::default()),
@@ -105,6 +109,13 @@ impl Service {
         service.projection.store(catalog);
         if service.files.is_some() {
             let report = service.reload().await.map_err(StartError::Import)?;
+            tracing::debug!(
+                open_ms = opened.as_secs_f64() * 1e3,
+                load_ms = loaded.as_secs_f64() * 1e3,
+                catalog_ms = built.as_secs_f64() * 1e3,
+                total_ms = t0.elapsed().as_secs_f64() * 1e3,
+                "startup phases"
+            );
             tracing::info!(
                 loaded = report.rules_loaded,
                 imported = report.imported,
