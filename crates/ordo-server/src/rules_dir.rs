@@ -46,13 +46,16 @@ impl Format {
     }
 }
 
-/// A valid ruleset read from a file.
+/// A ruleset file found by a scan.
 #[derive(Debug)]
 pub struct FileRuleSet {
     pub tenant: String,
     pub name: String,
     pub path: PathBuf,
-    pub ruleset: RuleSet,
+    /// SHA-256 of the file's bytes.
+    pub raw_hash: String,
+    /// The parsed ruleset; `None` when the caller already knew these bytes.
+    pub ruleset: Option<RuleSet>,
 }
 
 /// A file that could not be used, and why.
@@ -265,7 +268,8 @@ impl RulesDir {
                         fs::rename(&staged, &target).map(|()| "restored (delete was not committed)")
                     }
                 } else {
-                    let staged_hash = read_ruleset(&staged, &target, &tenant)
+                    let staged_hash = read_text(&staged)
+                        .and_then(|text| parse_ruleset(&text, &target, &tenant))
                         .ok()
                         .map(|r| crate::store::content_hash(&canonical_json(&r)));
                     if staged_hash.is_some() && staged_hash == committed {
@@ -301,8 +305,9 @@ impl RulesDir {
         dirs
     }
 
-    /// Reads every ruleset file. Problems are collected, never fatal.
-    pub fn scan(&self) -> Scan {
+    /// Reads every ruleset file. Problems are collected, never fatal. Files whose bytes
+    /// `known(tenant, name, raw_hash)` recognises are not parsed.
+    pub fn scan(&self, known: &dyn Fn(&str, &str, &str) -> bool) -> Scan {
         let mut scan = Scan::default();
         for (tenant, dir) in self.tenant_dirs() {
             if ordo_core::validate_name(&tenant).is_err() {
@@ -347,11 +352,19 @@ impl RulesDir {
                     continue;
                 }
                 let Some(path) = paths.pop() else { continue };
-                match read_ruleset(&path, &path, &tenant) {
-                    Ok(ruleset) => scan.found.push(FileRuleSet {
+                let read = read_text(&path).and_then(|text| {
+                    let raw_hash = crate::store::content_hash(&text);
+                    if known(&tenant, &name, &raw_hash) {
+                        return Ok((raw_hash, None));
+                    }
+                    parse_ruleset(&text, &path, &tenant).map(|r| (raw_hash, Some(r)))
+                });
+                match read {
+                    Ok((raw_hash, ruleset)) => scan.found.push(FileRuleSet {
                         tenant: tenant.clone(),
                         name,
                         path,
+                        raw_hash,
                         ruleset,
                     }),
                     Err(reason) => {
@@ -365,10 +378,8 @@ impl RulesDir {
     }
 }
 
-/// Reads and checks one ruleset file (`path`, read as if it were `as_file`); sets its `tenant_id` to the directory's tenant.
-/// Compilation is checked by the caller.
-fn read_ruleset(path: &Path, as_file: &Path, tenant: &str) -> Result<RuleSet, String> {
-    let format = Format::of(as_file).ok_or("not a .json, .yaml or .yml file")?;
+/// Reads a ruleset file's text, refusing oversized files.
+fn read_text(path: &Path) -> Result<String, String> {
     let meta = fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(format!(
@@ -376,10 +387,16 @@ fn read_ruleset(path: &Path, as_file: &Path, tenant: &str) -> Result<RuleSet, St
             meta.len()
         ));
     }
-    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+    fs::read_to_string(path).map_err(|e| e.to_string())
+}
+
+/// Parses and checks one ruleset file's text, as the file `as_file`; sets its
+/// `tenant_id` to the directory's tenant. Compilation is checked by the caller.
+fn parse_ruleset(text: &str, as_file: &Path, tenant: &str) -> Result<RuleSet, String> {
+    let format = Format::of(as_file).ok_or("not a .json, .yaml or .yml file")?;
     let mut ruleset = match format {
-        Format::Json => RuleSet::from_json(&text),
-        Format::Yaml => RuleSet::from_yaml(&text),
+        Format::Json => RuleSet::from_json(text),
+        Format::Yaml => RuleSet::from_yaml(text),
     }
     .map_err(|e| e.to_string())?;
     let target_name = as_file

@@ -54,6 +54,8 @@ pub struct Service {
     /// A commit's file could not be written (the commit itself is durable): the files
     /// lag behind the log until the next start repairs them.
     files_lagging: AtomicBool,
+    /// Bytes of rules files already read, so unchanged files are not parsed again.
+    file_cache: Mutex<crate::store::FileCache>,
     /// Files the last scan could not use (admin plane only).
     file_problems: Mutex<Vec<FileProblem>>,
     /// Exclusive lock on the rules directory, held for the process's lifetime.
@@ -94,6 +96,7 @@ impl Service {
         }
         let catalog = build_catalog(&config, &state);
         let built = t0.elapsed();
+        let file_cache = store.load_file_cache().await?;
         let service = Arc::new(Service {
             head: tokio::sync::Mutex::new(state.seq),
             projection: Projection::new(Catalog::default()),
@@ -103,6 +106,7 @@ impl Service {
             started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             files_lagging: AtomicBool::new(false),
+            file_cache: Mutex::new(file_cache),
             file_problems: Mutex::new(Vec::new()),
             _dir_lock: dir_lock,
         });

@@ -11,7 +11,7 @@ use super::{Service, run_blocking, spawn_write};
 use crate::error::{Error, Result};
 use crate::projection::{Catalog, Entry, TenantView};
 use crate::rules_dir::{FileProblem, canonical_json};
-use crate::store::{Change, Source, StoredRuleSet, VersionInfo, content_hash};
+use crate::store::{Change, FileCache, Source, StoredRuleSet, VersionInfo, content_hash};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutStatus {
@@ -422,7 +422,31 @@ impl Service {
         spawn_write(async move {
             let started = Instant::now();
             let mut head = this.head.lock().await;
-            let scan = run_blocking(move || Ok(dir.scan())).await?;
+            // Files whose bytes were read before and parsed to the content now current
+            // need no parsing: that keeps a restart over many files fast.
+            let cache = this
+                .file_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let current = this.projection.load_full();
+            let known_cache = cache.clone();
+            let scan = run_blocking(move || {
+                let known = |tenant: &str, name: &str, raw: &str| {
+                    known_cache
+                        .get(&(tenant.to_string(), name.to_string()))
+                        .is_some_and(|(r, content)| {
+                            r == raw
+                                && current
+                                    .tenant(tenant)
+                                    .and_then(|v| v.rulesets.get(name))
+                                    .is_some_and(|e| e.stored.hash == *content)
+                        })
+                };
+                Ok(dir.scan(&known))
+            })
+            .await?;
+            let mut next_cache = FileCache::new();
             let mut report = ReloadReport {
                 status: "reloaded",
                 errors: scan.problems,
@@ -436,14 +460,23 @@ impl Service {
             let mut commits = Vec::new();
             let mut seq = *head;
             for file in scan.found {
-                seen.insert((file.tenant.clone(), file.name.clone()));
+                let key = (file.tenant.clone(), file.name.clone());
+                seen.insert(key.clone());
+                let Some(ruleset) = file.ruleset else {
+                    // Known bytes, already current.
+                    if let Some(entry) = cache.get(&key) {
+                        next_cache.insert(key, entry.clone());
+                    }
+                    report.rules_loaded += 1;
+                    continue;
+                };
                 let mut problem = |reason: String| {
                     report.errors.push(FileProblem {
                         path: file.path.clone(),
                         reason,
                     })
                 };
-                let (model, stored) = match stamp(&file.tenant, file.ruleset) {
+                let (model, stored) = match stamp(&file.tenant, ruleset) {
                     Ok(stamped) => stamped,
                     Err(e) => {
                         problem(e.to_string());
@@ -456,6 +489,7 @@ impl Service {
                 };
                 let existing = view.rulesets.get(&file.name);
                 if existing.is_some_and(|e| e.stored.hash == stored.hash) {
+                    next_cache.insert(key, (file.raw_hash, stored.hash));
                     report.rules_loaded += 1;
                     continue;
                 }
@@ -483,6 +517,7 @@ impl Service {
                 };
                 seq += 1;
                 stored.seq = seq;
+                next_cache.insert(key, (file.raw_hash, stored.hash.clone()));
                 commits.push(this.new_commit(seq, Source::File, Change::PutRuleSet(stored.clone())));
                 edit.put(Entry::new(stored, compiled, description));
                 report.rules_loaded += 1;
@@ -503,6 +538,13 @@ impl Service {
             }
             if !commits.is_empty() {
                 this.commit_all(&mut head, &commits, edit.finish(seq)).await?;
+            }
+            if next_cache != cache {
+                // Only a cache: failing to save it costs the next start some time.
+                if let Err(e) = this.store.save_file_cache(&next_cache).await {
+                    tracing::warn!(error = %e, "could not save the rules-directory file cache");
+                }
+                *this.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = next_cache;
             }
             for problem in &report.errors {
                 tracing::warn!(path = %problem.path.display(), reason = %problem.reason, "rules file skipped");

@@ -109,6 +109,9 @@ pub struct VersionInfo {
     pub hash: String,
 }
 
+/// `(tenant, name)` → (SHA-256 of the file's bytes, canonical content hash it parsed to).
+pub type FileCache = std::collections::BTreeMap<(String, String), (String, String)>;
+
 /// What the store is, for `/health`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StorageInfo {
@@ -203,6 +206,21 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.version(tenant, name, seq)),
             Store::Sqlite(s) => s.version(tenant, name, seq).await,
+        }
+    }
+
+    /// The rules-directory file cache (empty for the in-memory store).
+    pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
+        match self {
+            Store::Memory(_) => Ok(FileCache::new()),
+            Store::Sqlite(s) => s.load_file_cache().await,
+        }
+    }
+
+    pub async fn save_file_cache(&self, cache: &FileCache) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Sqlite(s) => s.save_file_cache(cache).await,
         }
     }
 

@@ -14,18 +14,25 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Change, Commit, Source, State, StoreError, StoredRuleSet, VersionInfo};
+use super::{Change, Commit, FileCache, Source, State, StoreError, StoredRuleSet, VersionInfo};
 use crate::tenant::TenantConfig;
 
 /// The schema, embedded in the binary.
 #[derive(Debug)]
 struct Migrations;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "commit log",
-    include_str!("../../migrations/sqlite/0001_commit_log.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "commit log",
+        include_str!("../../migrations/sqlite/0001_commit_log.sql"),
+    ),
+    (
+        2,
+        "file cache",
+        include_str!("../../migrations/sqlite/0002_file_cache.sql"),
+    ),
+];
 
 impl MigrationSource<'static> for Migrations {
     fn resolve(
@@ -297,5 +304,39 @@ impl SqliteStore {
                 .unwrap_or_default(),
             seq,
         }))
+    }
+
+    pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
+        let rows = sqlx::query("SELECT tenant_id, name, raw_hash, content_hash FROM file_cache")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut cache = FileCache::new();
+        for row in rows {
+            cache.insert(
+                (row.try_get("tenant_id")?, row.try_get("name")?),
+                (row.try_get("raw_hash")?, row.try_get("content_hash")?),
+            );
+        }
+        Ok(cache)
+    }
+
+    pub async fn save_file_cache(&self, cache: &FileCache) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM file_cache")
+            .execute(&mut *tx)
+            .await?;
+        for ((tenant, name), (raw, content)) in cache {
+            sqlx::query(
+                "INSERT INTO file_cache (tenant_id, name, raw_hash, content_hash) VALUES (?, ?, ?, ?)",
+            )
+            .bind(tenant)
+            .bind(name)
+            .bind(raw)
+            .bind(content)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
