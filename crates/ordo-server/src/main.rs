@@ -1,9 +1,10 @@
 //! `ordo-server`: see `ordo-server --help`.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ordo_server::config::Config;
+use ordo_server::config::{self, Cli, Command, Config, ConfigAction, LogFormat};
 use ordo_server::service::StartError;
 use ordo_server::{server, telemetry};
 
@@ -13,12 +14,78 @@ use ordo_server::{server, telemetry};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Exit code of a configuration that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+
 fn main() -> ExitCode {
-    let config = Config::parse();
-    telemetry::init_logs(&config.log_level, &config.log_format);
+    let cli = Cli::parse();
+    let env_names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    let loaded = config::load(
+        &cli.config_files,
+        &|name| std::env::var(name).ok(),
+        &env_names,
+        &cli.flags,
+    );
+    match cli.command {
+        Some(Command::Config {
+            action: ConfigAction::Schema,
+        }) => {
+            print(&serde_json::to_string_pretty(&config::schema()).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Config {
+            action: ConfigAction::Docs,
+        }) => {
+            print(config::docs_table().trim_end());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Config { action }) => match loaded {
+            Ok((mut config, warnings)) => {
+                for w in warnings {
+                    eprintln!("ordo-server: warning: {w}");
+                }
+                if matches!(action, ConfigAction::Show) {
+                    if !config.api_token.is_empty() {
+                        config.api_token = vec!["(hidden)".into(); config.api_token.len()];
+                    }
+                    print(&serde_json::to_string_pretty(&config).unwrap_or_default());
+                } else {
+                    print("configuration is valid");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ordo-server: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        None => match loaded {
+            Ok((config, warnings)) => run(config, warnings),
+            Err(e) => {
+                // Nothing is bound or opened before the configuration is known good.
+                eprintln!("ordo-server: {e}");
+                let _ = std::io::stderr().flush();
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    }
+}
+
+/// Prints a line; a closed stdout (`| head`) is not an error worth a panic.
+fn print(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
+fn run(config: Config, warnings: Vec<String>) -> ExitCode {
+    telemetry::init_logs(&config.log_level, config.log_format == LogFormat::Json);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.worker_threads.filter(|n| *n > 0) {
-        builder.worker_threads(n);
+    if let Some(n) = config.worker_threads {
+        builder.worker_threads(n as usize);
     }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -35,7 +102,7 @@ fn main() -> ExitCode {
                 tracing::error!("cannot start: {e}");
                 eprintln!("ordo-server: {e}");
                 return match e {
-                    StartError::Config(_) => ExitCode::from(2),
+                    StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
                     _ => ExitCode::FAILURE,
                 };
             }

@@ -18,7 +18,7 @@ pub async fn start(config: Config) -> Result<(Arc<Service>, TcpListener), StartE
     let service = Service::start(config).await?;
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| StartError::Config(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|source| StartError::Bind { addr, source })?;
     Ok((service, listener))
 }
 

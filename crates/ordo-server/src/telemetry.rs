@@ -4,7 +4,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global log subscriber. `RUST_LOG` overrides `level` when set.
-pub fn init_logs(level: &str, format: &str) {
+pub fn init_logs(level: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -12,7 +12,7 @@ pub fn init_logs(level: &str, format: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_writer(std::io::stdout);
-    let result = if format == "json" {
+    let result = if json {
         builder.json().try_init()
     } else {
         builder.try_init()

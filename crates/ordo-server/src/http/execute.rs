@@ -35,7 +35,7 @@ pub async fn execute(
         svc.get(tenant, &name)?;
         svc.admit(tenant)?;
     }
-    let limit = svc.config().max_body_bytes;
+    let limit = svc.config().max_body_bytes();
     let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
     let request: ExecuteRequest = body::parse_json(&bytes)?;
     // The snapshot is taken again after the body is read, so the execution runs on the
@@ -69,7 +69,7 @@ pub async fn batch(
         svc.get(tenant, &name)?;
         svc.admit(tenant)?;
     }
-    let limit = svc.config().max_body_bytes;
+    let limit = svc.config().max_body_bytes();
     let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
     let request: BatchRequest = body::parse_json(&bytes)?;
     let catalog = svc.catalog_full();
@@ -106,7 +106,7 @@ pub async fn test(
         svc.get(tenant, &name)?;
         svc.admit(tenant)?;
     }
-    let limit = svc.config().max_body_bytes;
+    let limit = svc.config().max_body_bytes();
     let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
     let request: TestRequest = body::parse_json(&bytes)?;
     let catalog = svc.catalog();
@@ -132,7 +132,7 @@ pub async fn eval(State(state): State<AppState>, req: Request) -> Result<Respons
         let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
         svc.admit(tenant)?;
     }
-    let limit = svc.config().max_body_bytes;
+    let limit = svc.config().max_body_bytes();
     let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
     let request: EvalRequest = body::parse_json(&bytes)?;
     let result = svc.eval(&request.expression, &request.context)?;

@@ -59,7 +59,7 @@ pub async fn get_one(
 async fn read_ruleset(state: &AppState, req: Request) -> Result<(String, RuleSet), ApiError> {
     let tenant = tenant_id(state, &req)?;
     let (parts, body) = req.into_parts();
-    let limit = state.service.config().max_body_bytes;
+    let limit = state.service.config().max_body_bytes();
     let (format, bytes) = body::read(&parts.headers, body, limit, Accept::JsonOrYaml).await?;
     let ruleset = match format {
         Format::Json => body::parse_json::<RuleSet>(&bytes)?,
@@ -172,7 +172,7 @@ pub async fn rollback(
     check_name(&name)?;
     let tenant = tenant_id(&state, &req)?;
     let (parts, body) = req.into_parts();
-    let limit = state.service.config().max_body_bytes;
+    let limit = state.service.config().max_body_bytes();
     let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
     let request: RollbackRequest = body::parse_json(&bytes)?;
     let out = state.service.rollback(tenant, name, request.seq).await?;

@@ -24,7 +24,7 @@ pub async fn get_one(
 
 async fn read_tenant(state: &AppState, req: Request) -> Result<TenantConfig, ApiError> {
     let (parts, body) = req.into_parts();
-    let limit = state.service.config().max_body_bytes;
+    let limit = state.service.config().max_body_bytes();
     let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
     body::parse_json(&bytes)
 }

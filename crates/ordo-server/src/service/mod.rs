@@ -29,8 +29,13 @@ pub use rules::{PutOutcome, PutStatus, ReloadReport, RollbackOutcome, Versions};
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid configuration: {0}")]
+    #[error("{0}")]
     Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("rules directory {path}: {source}")]
     RulesDir {
         path: String,
@@ -66,7 +71,12 @@ impl Service {
     /// Opens the store, repairs interrupted file writes, builds the catalog and imports
     /// the rules directory.
     pub async fn start(config: Config) -> Result<Arc<Service>, StartError> {
-        config.validate().map_err(StartError::Config)?;
+        let problems = config.check();
+        if !problems.is_empty() {
+            return Err(StartError::Config(
+                crate::config::ConfigError { problems }.to_string(),
+            ));
+        }
         let t0 = Instant::now();
         let (store, files, dir_lock) = match &config.rules_dir {
             Some(path) => {

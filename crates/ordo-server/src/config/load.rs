@@ -1,0 +1,350 @@
+//! Merging the sources into one validated [`Config`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::{Config, Flags};
+
+/// One bad key: where it is, what it was set to and from where, and why it is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub value: Option<String>,
+    /// The variable, flag or file the value came from.
+    pub source: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)?;
+        if let Some(v) = &self.value {
+            write!(f, " = {v}")?;
+        }
+        if let Some(s) = &self.source {
+            write!(f, " (from {s})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problem", self.problems.len())?;
+        if self.problems.len() != 1 {
+            f.write_str("s")?;
+        }
+        f.write_str("):")?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The configuration's JSON Schema.
+pub fn schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null)
+}
+
+/// The environment variable of a key: `ORDO_` and the key in capitals, `.` as `__`.
+pub fn env_var(key: &str) -> String {
+    format!("ORDO_{}", key.to_uppercase().replace('.', "__"))
+}
+
+/// The flag of a key: `--` and the key with `-` for `_`.
+pub fn flag_name(key: &str) -> String {
+    format!("--{}", key.replace('_', "-"))
+}
+
+fn properties(schema: &Value) -> Vec<(String, Value)> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn types(prop: &Value) -> Vec<String> {
+    match prop.get("type") {
+        Some(Value::String(t)) => vec![t.clone()],
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Converts a variable's or flag's text to the key's type.
+fn convert(text: &str, prop: &Value) -> Result<Value, String> {
+    let types = types(prop);
+    let has = |t: &str| types.iter().any(|x| x == t);
+    let trimmed = text.trim();
+    if trimmed.is_empty() && has("null") {
+        return Ok(Value::Null);
+    }
+    if has("boolean") {
+        return match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Value::Bool(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::Bool(false)),
+            _ => Err("expected true or false".into()),
+        };
+    }
+    if has("integer") {
+        if let Ok(n) = trimmed.parse::<u64>() {
+            return Ok(Value::from(n));
+        }
+        return trimmed
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| "expected a whole number".into());
+    }
+    if has("array") {
+        return Ok(Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        ));
+    }
+    Ok(Value::String(text.to_string()))
+}
+
+/// Shown in errors: values of secret keys are hidden.
+fn shown(key: &str, value: &Value) -> String {
+    if key.starts_with("api_token") {
+        "(hidden)".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+fn read_file(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    let value: Value = match ext {
+        "yaml" | "yml" => serde_norway::from_str(&text).map_err(|e| e.to_string())?,
+        "json" => serde_json::from_str(&text).map_err(|e| e.to_string())?,
+        "toml" => toml::from_str(&text).map_err(|e| e.to_string())?,
+        _ => return Err("the file name must end in .yaml, .yml, .json or .toml".into()),
+    };
+    match value {
+        Value::Object(_) => Ok(value),
+        // An empty YAML file is an empty configuration.
+        Value::Null => Ok(Value::Object(Map::new())),
+        _ => Err("the file must hold a map of keys".into()),
+    }
+}
+
+/// Merges defaults, `files`, the environment (`env` looks a variable up) and `flags`,
+/// then validates. `env_names` lists the set variable names, to warn about unknown
+/// `ORDO_*` ones. Returns the configuration and warnings.
+pub fn load(
+    files: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+    env_names: &[String],
+    flags: &Flags,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let schema = schema();
+    let props = properties(&schema);
+    let known: BTreeMap<&str, &Value> = props.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut merged = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+    let mut sources: BTreeMap<String, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let set = |merged: &mut Value, key: &str, value: Value| {
+        if let Some(obj) = merged.as_object_mut() {
+            obj.insert(key.to_string(), value);
+        }
+    };
+
+    for path in files {
+        let source = path.display().to_string();
+        match read_file(path) {
+            Ok(Value::Object(map)) => {
+                for (key, value) in map {
+                    if known.contains_key(key.as_str()) {
+                        set(&mut merged, &key, value);
+                        sources.insert(key, source.clone());
+                    } else {
+                        problems.push(Problem {
+                            key,
+                            value: None,
+                            source: Some(source.clone()),
+                            reason: "unknown key".into(),
+                        });
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(reason) => problems.push(Problem {
+                key: "(file)".into(),
+                value: None,
+                source: Some(source),
+                reason,
+            }),
+        }
+    }
+
+    for (key, prop) in &props {
+        let var = env_var(key);
+        if let Some(text) = env(&var) {
+            match convert(&text, prop) {
+                Ok(value) => {
+                    set(&mut merged, key, value);
+                    sources.insert(key.clone(), var);
+                }
+                Err(reason) => problems.push(Problem {
+                    key: key.clone(),
+                    value: Some(if key.starts_with("api_token") {
+                        "(hidden)".into()
+                    } else {
+                        format!("{text:?}")
+                    }),
+                    source: Some(var),
+                    reason,
+                }),
+            }
+        }
+    }
+    for name in env_names {
+        let is_known = props.iter().any(|(k, _)| env_var(k) == *name);
+        // ORDO_TEST_* belong to the test suite, not to the server.
+        if name.starts_with("ORDO_") && !name.starts_with("ORDO_TEST_") && !is_known {
+            warnings.push(format!("{name} is not a configuration variable; ignored"));
+        }
+    }
+
+    for (key, text) in flags.given() {
+        let flag = flag_name(key);
+        let Some(prop) = known.get(key) else { continue };
+        match convert(text, prop) {
+            Ok(value) => {
+                set(&mut merged, key, value);
+                sources.insert(key.to_string(), flag);
+            }
+            Err(reason) => problems.push(Problem {
+                key: key.to_string(),
+                value: Some(if key.starts_with("api_token") {
+                    "(hidden)".into()
+                } else {
+                    format!("{text:?}")
+                }),
+                source: Some(flag),
+                reason,
+            }),
+        }
+    }
+
+    match jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+    {
+        Ok(validator) => {
+            for e in validator.iter_errors(&merged) {
+                let key = e
+                    .instance_path()
+                    .to_string()
+                    .trim_start_matches('/')
+                    .replace('/', ".");
+                let top = key.split('.').next().unwrap_or_default().to_string();
+                let reason = e.to_string();
+                problems.push(Problem {
+                    value: Some(shown(&key, e.instance())),
+                    source: sources.get(&top).cloned(),
+                    reason: if key.starts_with("api_token") {
+                        "invalid value".to_string()
+                    } else {
+                        reason
+                    },
+                    key,
+                });
+            }
+        }
+        Err(e) => problems.push(Problem {
+            key: "(schema)".into(),
+            value: None,
+            source: None,
+            reason: e.to_string(),
+        }),
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    let config: Config = serde_json::from_value(merged).map_err(|e| ConfigError {
+        problems: vec![Problem {
+            key: "(config)".into(),
+            value: None,
+            source: None,
+            reason: e.to_string(),
+        }],
+    })?;
+    let mut problems = config.check();
+    for p in &mut problems {
+        p.source = sources.get(&p.key).cloned();
+    }
+    if problems.is_empty() {
+        Ok((config, warnings))
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// The reference table of `docs/configuration.md`, generated from the schema.
+pub fn docs_table() -> String {
+    let schema = schema();
+    let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+    let mut out = String::from(
+        "| key | type | default | variable | flag | description |\n|---|---|---|---|---|---|\n",
+    );
+    for (key, prop) in properties(&schema) {
+        let mut ty: Vec<String> = types(&prop).into_iter().filter(|t| t != "null").collect();
+        if ty.is_empty() {
+            ty.push("string".into());
+        }
+        if let Some(values) = schema
+            .pointer("/$defs/LogFormat/enum")
+            .filter(|_| key == "log_format")
+            .and_then(Value::as_array)
+        {
+            ty = vec![
+                values
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" \\| "),
+            ];
+        }
+        let default = match defaults.get(&key) {
+            None | Some(Value::Null) => "unset".to_string(),
+            Some(Value::Array(a)) if a.is_empty() => "empty".to_string(),
+            Some(v) => format!("`{v}`"),
+        };
+        let description = prop
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .replace('\n', " ");
+        out.push_str(&format!(
+            "| `{key}` | {} | {default} | `{}` | `{}` | {description} |\n",
+            ty.join(", "),
+            env_var(&key),
+            flag_name(&key)
+        ));
+    }
+    out
+}

@@ -1,0 +1,164 @@
+//! One typed configuration, its JSON Schema, and where values come from.
+//!
+//! Sources, lowest to highest: built-in defaults, config files (`-c/--config`, YAML, JSON
+//! or TOML by extension, in the order given), `ORDO_*` environment variables, flags.
+//! Every key can be set from each of them by one rule: key `max_body_bytes` is variable
+//! `ORDO_MAX_BODY_BYTES` and flag `--max-body-bytes`. The merged result is validated
+//! against the schema, then for combinations; every problem is reported at once.
+
+mod cli;
+mod load;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use cli::{Cli, Command, ConfigAction, Flags};
+pub use load::{ConfigError, Problem, docs_table, env_var, flag_name, load, schema};
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The server's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// HTTP port (0 picks a free one).
+    #[schemars(range(max = 65535))]
+    pub port: u16,
+    /// Rules directory: rulesets are read from and written to it as files, and the commit
+    /// log lives in DIR/.ordo/. Without it everything is kept in memory.
+    pub rules_dir: Option<PathBuf>,
+    /// Isolate rulesets per tenant (X-Tenant-ID header or ?tenant_id=).
+    pub multi_tenancy_enabled: bool,
+    /// Tenant of requests that name none.
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+    )]
+    pub default_tenant: String,
+    /// Executions per second allowed to the default tenant (unlimited when unset).
+    #[schemars(range(min = 1))]
+    pub default_tenant_qps: Option<u32>,
+    /// Burst allowed to the default tenant above its QPS (defaults to the QPS).
+    #[schemars(range(min = 1))]
+    pub default_tenant_burst: Option<u32>,
+    /// Time limit of each execution of the default tenant, in milliseconds.
+    #[schemars(range(min = 1))]
+    pub default_tenant_timeout_ms: Option<u64>,
+    /// API tokens accepted on /api/ routes (Authorization: Bearer or X-API-Token). Empty:
+    /// no token needed. As a variable or flag: comma-separated.
+    pub api_token: Vec<String>,
+    /// Largest accepted request body, in bytes.
+    #[schemars(range(min = 1024))]
+    pub max_body_bytes: u64,
+    /// Time limit of a whole request, in milliseconds (0: none).
+    pub request_timeout_ms: u64,
+    /// After SIGTERM/SIGINT, how long in-flight requests may take to finish, in seconds.
+    pub shutdown_timeout_secs: u64,
+    /// Threads serving requests (default: one per CPU core).
+    #[schemars(range(min = 1, max = 1024))]
+    pub worker_threads: Option<u32>,
+    /// Log filter: error, warn, info, debug, trace, or tracing directives.
+    #[schemars(length(min = 1))]
+    pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 8080,
+            rules_dir: None,
+            multi_tenancy_enabled: false,
+            default_tenant: "default".to_string(),
+            default_tenant_qps: None,
+            default_tenant_burst: None,
+            default_tenant_timeout_ms: None,
+            api_token: Vec::new(),
+            max_body_bytes: 10 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+            shutdown_timeout_secs: 30,
+            worker_threads: None,
+            log_level: "info".to_string(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Checks what the schema cannot express: combinations and the name rule.
+    pub fn check(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, value: String, reason: String| {
+            problems.push(Problem {
+                key: key.to_string(),
+                value: Some(value),
+                source: None,
+                reason,
+            })
+        };
+        if let Err(e) = ordo_core::validate_name(&self.default_tenant) {
+            bad("default_tenant", self.default_tenant.clone(), e);
+        }
+        if let (Some(burst), None) = (self.default_tenant_burst, self.default_tenant_qps) {
+            bad(
+                "default_tenant_burst",
+                burst.to_string(),
+                "needs default_tenant_qps".into(),
+            );
+        }
+        if self.api_token.iter().any(|t| t.trim().is_empty()) {
+            bad(
+                "api_token",
+                "(hidden)".into(),
+                "a token must not be empty".into(),
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            bad(
+                "log_level",
+                self.log_level.clone(),
+                "not a log level or filter directive".into(),
+            );
+        }
+        problems
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Option<Duration> {
+        (self.request_timeout_ms > 0).then(|| Duration::from_millis(self.request_timeout_ms))
+    }
+
+    /// The default tenant's configuration when none is stored.
+    pub fn default_tenant_config(&self) -> crate::tenant::TenantConfig {
+        crate::tenant::TenantConfig {
+            id: self.default_tenant.clone(),
+            name: "Default tenant".to_string(),
+            enabled: true,
+            qps_limit: self.default_tenant_qps,
+            burst_limit: self.default_tenant_burst,
+            execution_timeout_ms: self.default_tenant_timeout_ms,
+            max_rules: None,
+        }
+    }
+}
