@@ -62,7 +62,16 @@ fn main() -> ExitCode {
             }
         },
         None => match loaded {
-            Ok((config, warnings)) => run(config, warnings),
+            Ok((config, warnings)) => {
+                let sources = config::watch::Sources {
+                    files: cli.config_files,
+                    env: std::env::vars()
+                        .filter(|(k, _)| k.starts_with("ORDO_"))
+                        .collect(),
+                    flags: cli.flags,
+                };
+                run(config, warnings, sources)
+            }
             Err(e) => {
                 // Nothing is bound or opened before the configuration is known good.
                 eprintln!("ordo-server: {e}");
@@ -78,7 +87,7 @@ fn print(text: &str) {
     let _ = writeln!(std::io::stdout(), "{text}");
 }
 
-fn run(config: Config, warnings: Vec<String>) -> ExitCode {
+fn run(config: Config, warnings: Vec<String>, sources: config::watch::Sources) -> ExitCode {
     telemetry::init_logs(&config.log_level, config.log_format == LogFormat::Json);
     for w in warnings {
         tracing::warn!("{w}");
@@ -107,6 +116,7 @@ fn run(config: Config, warnings: Vec<String>) -> ExitCode {
                 };
             }
         };
+        config::watch::spawn(service.clone(), sources, tokio::runtime::Handle::current());
         match server::serve(service, listener, metrics, server::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -133,6 +133,17 @@ impl Catalog {
         next
     }
 
+    /// The default tenant's configured (not stored) settings changed: same seq, same
+    /// rulesets, and the rate limiter kept when its quota is unchanged.
+    pub fn default_tenant(&self, config: TenantConfig) -> Catalog {
+        let mut next = self.clone();
+        let previous = self.tenants.get(&config.id).map(|v| v.as_ref());
+        let id = config.id.clone();
+        next.tenants
+            .insert(id, Arc::new(TenantView::new(config, previous, false)));
+        next
+    }
+
     pub fn delete_tenant(&self, seq: u64, id: &str) -> Catalog {
         let mut next = self.clone();
         next.tenants.remove(id);

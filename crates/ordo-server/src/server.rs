@@ -50,7 +50,6 @@ pub async fn serve(
         tracing::info!("listening on http://{addr}");
     }
     let svc = service.clone();
-    let grace = service.config().shutdown_timeout();
     let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
     // Responses go out at once instead of waiting on Nagle's algorithm and the peer's
     // delayed ACK (tens of milliseconds in the tail otherwise).
@@ -64,23 +63,26 @@ pub async fn serve(
         // Not ready at once; the listener closes when this future returns.
         svc.begin_shutdown();
         tracing::info!(
-            grace_seconds = grace.as_secs_f64(),
+            grace_seconds = svc.config().shutdown_timeout().as_secs_f64(),
             "shutting down: no new connections, finishing in-flight requests"
         );
         let _ = signalled_tx.send(true);
     });
-    // In-flight requests get `shutdown_timeout` to finish once the signal came.
+    // In-flight requests get `shutdown_timeout` (as configured then) once the signal came.
+    let svc = service.clone();
     let deadline = async move {
         while !*signalled_rx.borrow() {
             if signalled_rx.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
+        let grace = svc.config().shutdown_timeout();
         tokio::time::sleep(grace).await;
+        grace
     };
     tokio::select! {
         result = serving => result?,
-        () = deadline => tracing::warn!(
+        grace = deadline => tracing::warn!(
             grace_seconds = grace.as_secs_f64(),
             "in-flight requests did not finish within the shutdown timeout; stopping anyway"
         ),

@@ -45,7 +45,7 @@ pub enum ConfigAction {
 /// One flag per key: `--<key with dashes>`. Values are kept as text and converted by
 /// the same rule as environment variables, so that every bad value of every source is
 /// reported together. Unset flags leave lower sources alone.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct Flags {
     #[arg(long, global = true, value_name = "ADDR")]
     pub host: Option<String>,

@@ -309,7 +309,7 @@ pub fn docs_table() -> String {
     let schema = schema();
     let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     let mut out = String::from(
-        "| key | type | default | variable | flag | description |\n|---|---|---|---|---|---|\n",
+        "| key | type | default | variable | flag | on reload | description |\n|---|---|---|---|---|---|---|\n",
     );
     for (key, prop) in properties(&schema) {
         let mut ty: Vec<String> = types(&prop).into_iter().filter(|t| t != "null").collect();
@@ -339,8 +339,13 @@ pub fn docs_table() -> String {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .replace('\n', " ");
+        let reload = if super::RESTART_KEYS.contains(&key.as_str()) {
+            "restart"
+        } else {
+            "live"
+        };
         out.push_str(&format!(
-            "| `{key}` | {} | {default} | `{}` | `{}` | {description} |\n",
+            "| `{key}` | {} | {default} | `{}` | `{}` | {reload} | {description} |\n",
             ty.join(", "),
             env_var(&key),
             flag_name(&key)

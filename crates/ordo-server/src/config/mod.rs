@@ -8,6 +8,7 @@
 
 mod cli;
 mod load;
+pub mod watch;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -18,6 +19,18 @@ use serde::{Deserialize, Serialize};
 
 pub use cli::{Cli, Command, ConfigAction, Flags};
 pub use load::{ConfigError, Problem, docs_table, env_var, flag_name, load, schema};
+
+/// Keys that a configuration reload cannot change: they shape what was opened, bound or
+/// started. A reload that changes one is refused as a whole.
+pub const RESTART_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "rules_dir",
+    "multi_tenancy_enabled",
+    "default_tenant",
+    "worker_threads",
+    "log_format",
+];
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -37,9 +37,6 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub service: Arc<Service>,
     pub metrics: Option<PrometheusHandle>,
-    /// SHA-256 of each accepted API token: comparing digests in constant time reveals
-    /// neither the tokens nor their lengths.
-    token_digests: Vec<[u8; 32]>,
     request_metrics: RequestMetrics,
 }
 
@@ -52,16 +49,9 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(service: Arc<Service>, metrics: Option<PrometheusHandle>) -> AppState {
-        let token_digests = service
-            .config()
-            .api_token
-            .iter()
-            .map(|t| Sha256::digest(t.as_bytes()).into())
-            .collect();
         AppState(Arc::new(Shared {
             service,
             metrics,
-            token_digests,
             request_metrics: RequestMetrics::new(),
         }))
     }
@@ -69,7 +59,7 @@ impl AppState {
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
-    let mut api = Router::new()
+    let api = Router::new()
         .route(
             "/api/v1/rulesets",
             get(rulesets::list).post(rulesets::create_or_update),
@@ -97,13 +87,12 @@ pub fn router(state: AppState) -> Router {
                 .put(tenants::put)
                 .delete(tenants::delete),
         )
-        .route("/api/v1/admin/reload", post(ops::reload));
-    // The token check is a layer only when tokens are configured: no cost otherwise.
-    if !state.token_digests.is_empty() {
-        api = api.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    }
+        .route("/api/v1/admin/reload", post(ops::reload))
+        // Tokens can be added by a configuration reload: the check is always in place
+        // and lets everything through while none is configured.
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
-    let mut router = Router::new()
+    let router = Router::new()
         .merge(api)
         .route("/health", get(ops::health))
         .route("/healthz/live", get(ops::live))
@@ -111,12 +100,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    if let Some(timeout) = state.service.config().request_timeout() {
-        router = router.layer(middleware::from_fn(move |req: Request, next: Next| {
-            with_timeout(timeout, req, next)
-        }));
-    }
     router
+        .layer(middleware::from_fn_with_state(state.clone(), with_timeout))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -266,7 +251,11 @@ async fn request_id(req: Request, next: Next) -> Response {
     response
 }
 
-async fn with_timeout(timeout: std::time::Duration, req: Request, next: Next) -> Response {
+/// Bounds the whole request by the current `request_timeout_ms`.
+async fn with_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(timeout) = state.service.config().request_timeout() else {
+        return next.run(req).await;
+    };
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
@@ -280,6 +269,11 @@ async fn with_timeout(timeout: std::time::Duration, req: Request, next: Next) ->
 
 /// Requires an API token on `/api/` when any is configured.
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let config = state.service.config();
+    if config.api_token.is_empty() {
+        drop(config);
+        return next.run(req).await;
+    }
     let headers = req.headers();
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -294,11 +288,14 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
             "an API token is required (Authorization: Bearer <token> or X-API-Token)",
         );
     };
+    // Digests are compared in constant time: neither the tokens nor their lengths leak.
     let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
     let mut ok = subtle::Choice::from(0);
-    for known in state.token_digests.iter() {
+    for known in &config.api_token {
+        let known: [u8; 32] = Sha256::digest(known.as_bytes()).into();
         ok |= known.ct_eq(&digest);
     }
+    drop(config);
     if bool::from(ok) {
         next.run(req).await
     } else {

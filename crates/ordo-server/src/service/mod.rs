@@ -48,7 +48,8 @@ pub enum StartError {
 }
 
 pub struct Service {
-    config: Config,
+    /// Swapped whole by a configuration reload; keys that need a restart never change.
+    config: arc_swap::ArcSwap<Config>,
     projection: Projection,
     store: Store,
     files: Option<Arc<RulesDir>>,
@@ -110,7 +111,7 @@ impl Service {
         let service = Arc::new(Service {
             head: tokio::sync::Mutex::new(state.seq),
             projection: Projection::new(Catalog::default()),
-            config,
+            config: arc_swap::ArcSwap::from_pointee(config),
             store,
             files,
             started: Instant::now(),
@@ -141,8 +142,27 @@ impl Service {
         Ok(service)
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The current configuration.
+    #[inline]
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.config.load()
+    }
+
+    /// Applies a reloaded configuration whose restart-only keys are unchanged: the
+    /// default tenant's limits follow it unless that tenant has a stored configuration.
+    pub async fn apply_config(&self, config: Config) {
+        // The head lock keeps writes from swapping the catalog meanwhile.
+        let head = self.head.lock().await;
+        let catalog = self.projection.load_full();
+        let default = config.default_tenant_config();
+        if let Some(view) = catalog.tenant(&default.id)
+            && !view.stored
+            && view.config != default
+        {
+            self.projection.store(catalog.default_tenant(default));
+        }
+        self.config.store(Arc::new(config));
+        drop(head);
     }
 
     /// The current catalog snapshot.
@@ -164,9 +184,10 @@ impl Service {
         catalog: &'c Catalog,
         requested: Option<&str>,
     ) -> Result<&'c Arc<TenantView>> {
+        let config = self.config.load();
         let id = match requested {
-            Some(id) if self.config.multi_tenancy_enabled => id,
-            _ => self.config.default_tenant.as_str(),
+            Some(id) if config.multi_tenancy_enabled => id,
+            _ => config.default_tenant.as_str(),
         };
         match catalog.tenant(id) {
             Some(view) if view.config.enabled => Ok(view),

@@ -58,7 +58,7 @@ impl Service {
     }
 
     pub async fn delete_tenant(self: &Arc<Self>, id: String) -> Result<u64> {
-        if id == self.config.default_tenant {
+        if id == self.config().default_tenant {
             return Err(Error::Conflict(format!(
                 "tenant '{id}' is the default tenant and cannot be deleted"
             )));
