@@ -541,3 +541,20 @@ fn writing_the_same_content_again_commits_nothing() {
         "OTHER"
     );
 }
+
+#[test]
+fn health_names_the_instance_and_the_last_commit() {
+    let s = Server::start(&["--instance-id", "node-a"]);
+    let h = s.get("/health").json();
+    assert_eq!(h["instance_id"], "node-a");
+    assert_eq!(h["storage"]["last_seq"], 0);
+    s.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "OK"));
+    let h2 = s.get("/health").json();
+    assert_eq!(h2["storage"]["last_seq"], 1);
+    assert_eq!(h2["sync"]["applied_seq"], 1);
+    assert!(h2["uptime_seconds"].as_f64().unwrap() >= h["uptime_seconds"].as_f64().unwrap());
+    // Without one, each start gets its own id.
+    let a = Server::start(&[]).get("/health").json()["instance_id"].clone();
+    let b = Server::start(&[]).get("/health").json()["instance_id"].clone();
+    assert!(a.as_str().unwrap().starts_with("ordo-") && a != b);
+}

@@ -81,6 +81,8 @@ pub struct Flags {
     pub shutdown_timeout_secs: Option<String>,
     #[arg(long, global = true, value_name = "N")]
     pub worker_threads: Option<String>,
+    #[arg(long, global = true, value_name = "ID")]
+    pub instance_id: Option<String>,
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
     #[arg(long, global = true, value_name = "text|json")]
@@ -90,7 +92,7 @@ pub struct Flags {
 impl Flags {
     /// The flags given, as `(key, text)`.
     pub fn given(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 15] = [
+        let all: [(&'static str, &Option<String>); 16] = [
             ("host", &self.host),
             ("port", &self.port),
             ("rules_dir", &self.rules_dir),
@@ -104,6 +106,7 @@ impl Flags {
             ("request_timeout_ms", &self.request_timeout_ms),
             ("shutdown_timeout_secs", &self.shutdown_timeout_secs),
             ("worker_threads", &self.worker_threads),
+            ("instance_id", &self.instance_id),
             ("log_level", &self.log_level),
             ("log_format", &self.log_format),
         ];

@@ -29,6 +29,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "multi_tenancy_enabled",
     "default_tenant",
     "worker_threads",
+    "instance_id",
     "log_format",
 ];
 
@@ -82,6 +83,10 @@ pub struct Config {
     /// Threads serving requests (default: one per CPU core).
     #[schemars(range(min = 1, max = 1024))]
     pub worker_threads: Option<u32>,
+    /// This instance's id, shown in /health and logs (later also naming its NATS
+    /// consumer). Unset: a random id per start.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub instance_id: Option<String>,
     /// Log filter: error, warn, info, debug, trace, or tracing directives.
     #[schemars(length(min = 1))]
     pub log_level: String,
@@ -105,6 +110,7 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             shutdown_timeout_secs: 30,
             worker_threads: None,
+            instance_id: None,
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
         }

@@ -25,6 +25,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let body = json!({
         "status": status,
         "role": "standalone",
+        "instance_id": svc.instance_id(),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": svc.uptime_seconds(),
         "storage": {

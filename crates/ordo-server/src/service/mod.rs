@@ -55,7 +55,8 @@ pub struct Service {
     files: Option<Arc<RulesDir>>,
     /// Seq of the last commit; holding the lock is the right to append.
     head: tokio::sync::Mutex<u64>,
-    started: Instant,
+    /// `instance_id` from the configuration, or a random one.
+    instance_id: String,
     shutting_down: AtomicBool,
     /// A commit's file could not be written (the commit itself is durable): the files
     /// lag behind the log until the next start repairs them.
@@ -110,11 +111,13 @@ impl Service {
         let file_cache = store.load_file_cache().await?;
         let service = Arc::new(Service {
             head: tokio::sync::Mutex::new(state.seq),
+            instance_id: config.instance_id.clone().unwrap_or_else(|| {
+                format!("ordo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+            }),
             projection: Projection::new(Catalog::default()),
             config: arc_swap::ArcSwap::from_pointee(config),
             store,
             files,
-            started: Instant::now(),
             shutting_down: AtomicBool::new(false),
             files_lagging: AtomicBool::new(false),
             file_cache: Mutex::new(file_cache),
@@ -220,8 +223,13 @@ impl Service {
         self.store.info()
     }
 
+    /// Seconds since the process started (not since the service was built).
     pub fn uptime_seconds(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
+        process_uptime().as_secs_f64()
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     pub fn begin_shutdown(&self) {
@@ -390,6 +398,17 @@ async fn run_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
+}
+
+static PROCESS_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Marks the process start; call first thing in `main`.
+pub fn mark_process_start() {
+    let _ = PROCESS_START.get_or_init(Instant::now);
+}
+
+fn process_uptime() -> std::time::Duration {
+    PROCESS_START.get_or_init(Instant::now).elapsed()
 }
 
 pub fn now_ms() -> i64 {
