@@ -64,6 +64,7 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
         ("shutdown_timeout_secs", json!(7), "7"),
         ("worker_threads", json!(3), "3"),
         ("instance_id", json!("ordo-7"), "ordo-7"),
+        ("log_executions_every", json!(10), "10"),
         ("log_level", json!("debug"), "debug"),
         ("log_format", json!("json"), "json"),
     ]

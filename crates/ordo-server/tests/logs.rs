@@ -16,7 +16,14 @@ use serde_json::{Value, json};
 #[test]
 fn json_logs_carry_the_request_id_and_audit_every_commit_without_secrets() {
     let secret = "tok-very-secret-123";
-    let s = Server::start(&["--log-format", "json", "--api-token", secret]);
+    let s = Server::start(&[
+        "--log-format",
+        "json",
+        "--api-token",
+        secret,
+        "--log-executions-every",
+        "2",
+    ]);
     let auth = format!("Bearer {secret}");
     let r = s.send_json_as(
         "POST",
@@ -34,14 +41,17 @@ fn json_logs_carry_the_request_id_and_audit_every_commit_without_secrets() {
         b.header("x-request-id").unwrap(),
     );
     assert!(!a.is_empty() && a != b);
-    let r = s.send_json_as(
-        "POST",
-        "/api/v1/execute/audited",
-        &json!({"input": {}}),
-        &[("x-api-token", secret)],
-    );
-    assert_eq!(r.status, 200);
-    assert!(r.header("x-request-id").is_some());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let r = s.send_json_as(
+            "POST",
+            "/api/v1/execute/audited",
+            &json!({"input": {}}),
+            &[("x-api-token", secret)],
+        );
+        assert_eq!(r.status, 200);
+        ids.push(r.header("x-request-id").unwrap());
+    }
     s.request(
         "DELETE",
         "/api/v1/rulesets/audited",
@@ -70,4 +80,14 @@ fn json_logs_carry_the_request_id_and_audit_every_commit_without_secrets() {
     assert_eq!(commits[0]["span"]["request_id"], "req-abc-123");
     assert_eq!(commits[1]["fields"]["kind"], "ruleset_delete");
     assert_eq!(commits[1]["span"]["request_id"], "req-del-9");
+    // One execution in two is logged, with its generated request id.
+    let executions: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "ordo::execution")
+        .collect();
+    assert_eq!(executions.len(), 2, "{log}");
+    assert_eq!(executions[0]["fields"]["ruleset"], "audited");
+    assert_eq!(executions[0]["fields"]["code"], "A");
+    assert_eq!(executions[0]["fields"]["request_id"], ids[0].as_str());
+    assert_eq!(executions[1]["fields"]["request_id"], ids[2].as_str());
 }

@@ -185,6 +185,15 @@ fn files_are_imported_at_start_and_on_reload() {
     let v = s.get("/api/v1/rulesets/discount/versions").json();
     assert_eq!(v["versions"][0]["source"], "file");
     assert_eq!(s.get("/health").json()["status"], "ok");
+    let metrics = s.get("/metrics").text;
+    assert!(
+        metrics.contains("ordo_rules_reloads_total{outcome=\"with_problems\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ordo_rules_reloads_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
 
     // A half-written (invalid) edit never replaces the good ruleset, nor deletes it.
     fs::write(dir.path().join("added.json"), "{\"config\": {\"na").unwrap();

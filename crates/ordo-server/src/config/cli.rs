@@ -83,6 +83,8 @@ pub struct Flags {
     pub worker_threads: Option<String>,
     #[arg(long, global = true, value_name = "ID")]
     pub instance_id: Option<String>,
+    #[arg(long, global = true, value_name = "N")]
+    pub log_executions_every: Option<String>,
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
     #[arg(long, global = true, value_name = "text|json")]
@@ -92,7 +94,7 @@ pub struct Flags {
 impl Flags {
     /// The flags given, as `(key, text)`.
     pub fn given(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 16] = [
+        let all: [(&'static str, &Option<String>); 17] = [
             ("host", &self.host),
             ("port", &self.port),
             ("rules_dir", &self.rules_dir),
@@ -107,6 +109,7 @@ impl Flags {
             ("shutdown_timeout_secs", &self.shutdown_timeout_secs),
             ("worker_threads", &self.worker_threads),
             ("instance_id", &self.instance_id),
+            ("log_executions_every", &self.log_executions_every),
             ("log_level", &self.log_level),
             ("log_format", &self.log_format),
         ];

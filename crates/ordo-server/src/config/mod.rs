@@ -87,6 +87,9 @@ pub struct Config {
     /// consumer). Unset: a random id per start.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     pub instance_id: Option<String>,
+    /// Log one execution in every N (with its request id, ruleset, result and time);
+    /// 0 logs none.
+    pub log_executions_every: u64,
     /// Log filter: error, warn, info, debug, trace, or tracing directives.
     #[schemars(length(min = 1))]
     pub log_level: String,
@@ -111,6 +114,7 @@ impl Default for Config {
             shutdown_timeout_secs: 30,
             worker_threads: None,
             instance_id: None,
+            log_executions_every: 1000,
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
         }

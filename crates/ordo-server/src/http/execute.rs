@@ -1,5 +1,7 @@
 //! Executions: single, batch, rule tests and expression evaluation.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -43,8 +45,52 @@ pub async fn execute(
     let catalog = svc.catalog();
     let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
     let entry = svc.get(tenant, &name)?;
-    let done = svc.execute(tenant, entry, &request.input, request.trace)?;
-    Ok(json(StatusCode::OK, &done))
+    let result = svc.execute(tenant, entry, &request.input, request.trace);
+    sample(svc, &parts, &tenant.config.id, &name, &result);
+    Ok(json(StatusCode::OK, &result?))
+}
+
+static EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Logs one execution in every `log_executions_every`: enough to see what traffic looks
+/// like without a log line per request.
+fn sample(
+    svc: &crate::service::Service,
+    parts: &axum::http::request::Parts,
+    tenant: &str,
+    ruleset: &str,
+    result: &Result<crate::service::Executed<'_>, crate::error::Error>,
+) {
+    let every = svc.config().log_executions_every;
+    if every == 0
+        || !EXECUTIONS
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(every)
+    {
+        return;
+    }
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    match result {
+        Ok(done) => tracing::info!(
+            target: "ordo::execution",
+            tenant, ruleset, request_id,
+            code = done.outcome.code(),
+            duration_us = done.duration_us,
+            sampled_one_in = every,
+            "execution"
+        ),
+        Err(e) => tracing::info!(
+            target: "ordo::execution",
+            tenant, ruleset, request_id,
+            error = %e,
+            sampled_one_in = every,
+            "execution failed"
+        ),
+    }
 }
 
 #[derive(Deserialize)]

@@ -233,8 +233,10 @@ fn request_id_of(req: &Request) -> HeaderValue {
 /// Tags every request with an id, echoed in the response. Requests other than
 /// executions run inside a span carrying it, so every log line they cause (audit events
 /// of commits included) names the request; executions skip the span to stay cheap.
-async fn request_id(req: Request, next: Next) -> Response {
+async fn request_id(mut req: Request, next: Next) -> Response {
     let id = request_id_of(&req);
+    // Handlers see the id as the request's own header, generated or not.
+    req.headers_mut().insert("x-request-id", id.clone());
     let is_execution = req.uri().path().starts_with("/api/v1/execute/");
     let mut response = if is_execution {
         next.run(req).await

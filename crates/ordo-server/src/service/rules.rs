@@ -550,6 +550,8 @@ impl Service {
                 tracing::warn!(path = %problem.path.display(), reason = %problem.reason, "rules file skipped");
             }
             metrics::gauge!("ordo_rules_dir_problems").set(report.errors.len() as f64);
+            let outcome = if report.errors.is_empty() { "ok" } else { "with_problems" };
+            metrics::counter!("ordo_rules_reloads_total", "outcome" => outcome).increment(1);
             *this
                 .file_problems
                 .lock()
