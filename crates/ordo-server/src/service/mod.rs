@@ -483,8 +483,10 @@ fn compile_stored(stored: &StoredRuleSet) -> Result<Arc<Entry>> {
     let compiled = model
         .compile()
         .map_err(|e| Error::Internal(e.to_string()))?;
+    let mut stored = stored.clone();
+    stored.version = model.config.version().to_string();
     Ok(Entry::new(
-        stored.clone(),
+        stored,
         compiled,
         model.config.description().to_string(),
     ))
