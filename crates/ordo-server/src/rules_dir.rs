@@ -46,14 +46,26 @@ impl Format {
     }
 }
 
+/// A file's size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// `known(tenant, name, stamp, raw_hash)`: whether the caller already knows this file
+/// (by its stamp when `raw_hash` is `None`, else by its bytes).
+pub type Known<'a> = dyn Fn(&str, &str, Stamp, Option<&str>) -> bool + 'a;
+
 /// A ruleset file found by a scan.
 #[derive(Debug)]
 pub struct FileRuleSet {
     pub tenant: String,
     pub name: String,
     pub path: PathBuf,
-    /// SHA-256 of the file's bytes.
-    pub raw_hash: String,
+    pub stamp: Stamp,
+    /// SHA-256 of the file's bytes; `None` when the stamp alone showed them known.
+    pub raw_hash: Option<String>,
     /// The parsed ruleset; `None` when the caller already knew these bytes.
     pub ruleset: Option<RuleSet>,
 }
@@ -305,9 +317,10 @@ impl RulesDir {
         dirs
     }
 
-    /// Reads every ruleset file. Problems are collected, never fatal. Files whose bytes
-    /// `known(tenant, name, raw_hash)` recognises are not parsed.
-    pub fn scan(&self, known: &dyn Fn(&str, &str, &str) -> bool) -> Scan {
+    /// Reads every ruleset file. Problems are collected, never fatal. A file that
+    /// `known(tenant, name, stamp, None)` recognises by its stamp is not read; one that
+    /// `known(tenant, name, stamp, Some(raw_hash))` recognises by its bytes is not parsed.
+    pub fn scan(&self, known: &Known<'_>) -> Scan {
         let mut scan = Scan::default();
         for (tenant, dir) in self.tenant_dirs() {
             if ordo_core::validate_name(&tenant).is_err() {
@@ -352,9 +365,27 @@ impl RulesDir {
                     continue;
                 }
                 let Some(path) = paths.pop() else { continue };
+                let stamp = stamp_of(&path);
+                if let Some(stamp) = stamp
+                    && known(&tenant, &name, stamp, None)
+                {
+                    scan.found.push(FileRuleSet {
+                        tenant: tenant.clone(),
+                        name,
+                        path,
+                        stamp,
+                        raw_hash: None,
+                        ruleset: None,
+                    });
+                    continue;
+                }
+                let stamp = stamp.unwrap_or(Stamp {
+                    size: 0,
+                    mtime_ns: 0,
+                });
                 let read = read_text(&path).and_then(|text| {
                     let raw_hash = crate::store::content_hash(&text);
-                    if known(&tenant, &name, &raw_hash) {
+                    if known(&tenant, &name, stamp, Some(&raw_hash)) {
                         return Ok((raw_hash, None));
                     }
                     parse_ruleset(&text, &path, &tenant).map(|r| (raw_hash, Some(r)))
@@ -364,7 +395,8 @@ impl RulesDir {
                         tenant: tenant.clone(),
                         name,
                         path,
-                        raw_hash,
+                        stamp,
+                        raw_hash: Some(raw_hash),
                         ruleset,
                     }),
                     Err(reason) => {
@@ -376,6 +408,20 @@ impl RulesDir {
         }
         scan
     }
+}
+
+/// Size and modification time, when the file system gives them.
+fn stamp_of(path: &Path) -> Option<Stamp> {
+    let meta = fs::metadata(path).ok()?;
+    let mtime = meta.modified().ok()?;
+    let mtime_ns = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())?;
+    Some(Stamp {
+        size: meta.len(),
+        mtime_ns,
+    })
 }
 
 /// Reads a ruleset file's text, refusing oversized files.

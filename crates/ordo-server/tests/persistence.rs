@@ -251,8 +251,20 @@ fn files_are_imported_at_start_and_on_reload() {
     )
     .unwrap();
     fs::remove_file(dir.path().join("added.json")).unwrap();
+    // A changed file, even one of the same size.
+    let text = fs::read_to_string(dir.path().join("discount.json")).unwrap();
+    assert!(text.contains("9.9.9"));
+    fs::write(
+        dir.path().join("discount.json"),
+        text.replace("9.9.9", "8.8.8"),
+    )
+    .unwrap();
     let s = start(dir.path(), &[]);
     assert_eq!(names(&s), ["discount", "offline"]);
+    assert_eq!(
+        s.get("/api/v1/rulesets/discount").json()["config"]["version"],
+        "8.8.8"
+    );
 }
 
 #[test]

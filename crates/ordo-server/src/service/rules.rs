@@ -10,8 +10,21 @@ use serde::Serialize;
 use super::{Service, run_blocking, spawn_write};
 use crate::error::{Error, Result};
 use crate::projection::{Catalog, Entry, TenantView};
+use crate::rules_dir::Stamp;
 use crate::rules_dir::{FileProblem, canonical_json};
-use crate::store::{Change, FileCache, Source, StoredRuleSet, VersionInfo, content_hash};
+use crate::store::{Change, FileCache, FileSeen, Source, StoredRuleSet, VersionInfo, content_hash};
+
+/// A file modified less than this before its bytes were hashed may have changed again
+/// within the same clock tick: its stamp is not trusted.
+const RACY_NS: i64 = 2_000_000_000;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutStatus {
@@ -422,8 +435,11 @@ impl Service {
         spawn_write(async move {
             let started = Instant::now();
             let mut head = this.head.lock().await;
-            // Files whose bytes were read before and parsed to the content now current
-            // need no parsing: that keeps a restart over many files fast.
+            // A file seen before, whose content is the one now current, need not be
+            // parsed when its bytes are the same, nor even read when its size and
+            // modification time are, and that time is older than when its bytes were
+            // hashed by a safe margin (an edit in the same clock tick as the hash
+            // could otherwise go unnoticed). That keeps a restart over many files fast.
             let cache = this
                 .file_cache
                 .lock()
@@ -432,20 +448,29 @@ impl Service {
             let current = this.projection.load_full();
             let known_cache = cache.clone();
             let scan = run_blocking(move || {
-                let known = |tenant: &str, name: &str, raw: &str| {
-                    known_cache
-                        .get(&(tenant.to_string(), name.to_string()))
-                        .is_some_and(|(r, content)| {
-                            r == raw
-                                && current
-                                    .tenant(tenant)
-                                    .and_then(|v| v.rulesets.get(name))
-                                    .is_some_and(|e| e.stored.hash == *content)
-                        })
+                let known = |tenant: &str, name: &str, stamp: Stamp, raw: Option<&str>| {
+                    let Some(seen) = known_cache.get(&(tenant.to_string(), name.to_string()))
+                    else {
+                        return false;
+                    };
+                    let is_current = current
+                        .tenant(tenant)
+                        .and_then(|v| v.rulesets.get(name))
+                        .is_some_and(|e| e.stored.hash == seen.content_hash);
+                    is_current
+                        && match raw {
+                            Some(raw) => seen.raw_hash == raw,
+                            None => {
+                                seen.size == stamp.size
+                                    && seen.mtime_ns == stamp.mtime_ns
+                                    && stamp.mtime_ns < seen.checked_at_ns - RACY_NS
+                            }
+                        }
                 };
                 Ok(dir.scan(&known))
             })
             .await?;
+            let checked_at_ns = now_ns();
             let mut next_cache = FileCache::new();
             let mut report = ReloadReport {
                 status: "reloaded",
@@ -464,8 +489,15 @@ impl Service {
                 seen.insert(key.clone());
                 let Some(ruleset) = file.ruleset else {
                     // Known bytes, already current.
-                    if let Some(entry) = cache.get(&key) {
-                        next_cache.insert(key, entry.clone());
+                    if let Some(seen) = cache.get(&key) {
+                        let mut seen = seen.clone();
+                        if file.raw_hash.is_some() {
+                            // Read and hashed again just now (the stamp had changed).
+                            seen.size = file.stamp.size;
+                            seen.mtime_ns = file.stamp.mtime_ns;
+                            seen.checked_at_ns = checked_at_ns;
+                        }
+                        next_cache.insert(key, seen);
                     }
                     report.rules_loaded += 1;
                     continue;
@@ -488,8 +520,15 @@ impl Service {
                     continue;
                 };
                 let existing = view.rulesets.get(&file.name);
+                let seen = FileSeen {
+                    raw_hash: file.raw_hash.clone().unwrap_or_default(),
+                    content_hash: stored.hash.clone(),
+                    size: file.stamp.size,
+                    mtime_ns: file.stamp.mtime_ns,
+                    checked_at_ns,
+                };
                 if existing.is_some_and(|e| e.stored.hash == stored.hash) {
-                    next_cache.insert(key, (file.raw_hash, stored.hash));
+                    next_cache.insert(key, seen);
                     report.rules_loaded += 1;
                     continue;
                 }
@@ -517,7 +556,7 @@ impl Service {
                 };
                 seq += 1;
                 stored.seq = seq;
-                next_cache.insert(key, (file.raw_hash, stored.hash.clone()));
+                next_cache.insert(key, seen);
                 commits.push(this.new_commit(seq, Source::File, Change::PutRuleSet(stored.clone())));
                 edit.put(Entry::new(stored, compiled, description));
                 report.rules_loaded += 1;

@@ -111,8 +111,21 @@ pub struct VersionInfo {
     pub hash: String,
 }
 
-/// `(tenant, name)` → (SHA-256 of the file's bytes, canonical content hash it parsed to).
-pub type FileCache = std::collections::BTreeMap<(String, String), (String, String)>;
+/// What was last seen of a ruleset's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSeen {
+    /// SHA-256 of the file's bytes.
+    pub raw_hash: String,
+    /// Canonical content hash those bytes parsed to.
+    pub content_hash: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// When the bytes were hashed (ns since the epoch).
+    pub checked_at_ns: i64,
+}
+
+/// `(tenant, name)` → what was last seen of its file.
+pub type FileCache = std::collections::BTreeMap<(String, String), FileSeen>;
 
 /// What the store is, for `/health`.
 #[derive(Debug, Clone, Serialize)]

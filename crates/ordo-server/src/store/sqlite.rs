@@ -14,7 +14,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{Change, Commit, FileCache, Source, State, StoreError, StoredRuleSet, VersionInfo};
+use super::{
+    Change, Commit, FileCache, FileSeen, Source, State, StoreError, StoredRuleSet, VersionInfo,
+};
 use crate::tenant::TenantConfig;
 
 /// The schema, embedded in the binary.
@@ -31,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "file cache",
         include_str!("../../migrations/sqlite/0002_file_cache.sql"),
+    ),
+    (
+        3,
+        "file cache stat",
+        include_str!("../../migrations/sqlite/0003_file_cache_stat.sql"),
     ),
 ];
 
@@ -322,14 +329,22 @@ impl SqliteStore {
     }
 
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
-        let rows = sqlx::query("SELECT tenant_id, name, raw_hash, content_hash FROM file_cache")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT tenant_id, name, raw_hash, content_hash, size, mtime_ns, checked_at_ns FROM file_cache",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut cache = FileCache::new();
         for row in rows {
             cache.insert(
                 (row.try_get("tenant_id")?, row.try_get("name")?),
-                (row.try_get("raw_hash")?, row.try_get("content_hash")?),
+                FileSeen {
+                    raw_hash: row.try_get("raw_hash")?,
+                    content_hash: row.try_get("content_hash")?,
+                    size: u64::try_from(row.try_get::<i64, _>("size")?).unwrap_or(0),
+                    mtime_ns: row.try_get("mtime_ns")?,
+                    checked_at_ns: row.try_get("checked_at_ns")?,
+                },
             );
         }
         Ok(cache)
@@ -340,14 +355,18 @@ impl SqliteStore {
         sqlx::query("DELETE FROM file_cache")
             .execute(&mut *tx)
             .await?;
-        for ((tenant, name), (raw, content)) in cache {
+        for ((tenant, name), seen) in cache {
             sqlx::query(
-                "INSERT INTO file_cache (tenant_id, name, raw_hash, content_hash) VALUES (?, ?, ?, ?)",
+                "INSERT INTO file_cache (tenant_id, name, raw_hash, content_hash, size, mtime_ns, checked_at_ns)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(tenant)
             .bind(name)
-            .bind(raw)
-            .bind(content)
+            .bind(&seen.raw_hash)
+            .bind(&seen.content_hash)
+            .bind(i64::try_from(seen.size).unwrap_or(i64::MAX))
+            .bind(seen.mtime_ns)
+            .bind(seen.checked_at_ns)
             .execute(&mut *tx)
             .await?;
         }
