@@ -5,7 +5,7 @@
 //! execution holds one consistent snapshot and never takes a lock or waits for a write.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, Guard};
 use metrics::{Counter, Histogram};
@@ -17,8 +17,15 @@ use crate::tenant::{Limiter, TenantConfig};
 /// Fast hashing for short keys (names): the execute path looks up two per request.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Handles to a ruleset's execution metrics, registered once when it enters the catalog.
+/// Handles to a ruleset's execution metrics, registered on its first execution: a
+/// ruleset that is never run costs no series, no registry entry and no startup time.
 pub struct ExecMetrics {
+    tenant: String,
+    name: String,
+    handles: OnceLock<Handles>,
+}
+
+pub struct Handles {
     pub ok: Counter,
     pub failed: Counter,
     pub duration: Histogram,
@@ -26,20 +33,31 @@ pub struct ExecMetrics {
 
 impl ExecMetrics {
     fn new(tenant: &str, name: &str) -> ExecMetrics {
-        let labels = [
-            ("tenant", tenant.to_string()),
-            ("ruleset", name.to_string()),
-        ];
-        let with_result = |result: &'static str| {
-            let mut l = labels.to_vec();
-            l.push(("result", result.to_string()));
-            l
-        };
         ExecMetrics {
-            ok: metrics::counter!("ordo_executions_total", &with_result("success")),
-            failed: metrics::counter!("ordo_executions_total", &with_result("error")),
-            duration: metrics::histogram!("ordo_execution_duration_seconds", &labels),
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            handles: OnceLock::new(),
         }
+    }
+
+    #[inline]
+    pub fn get(&self) -> &Handles {
+        self.handles.get_or_init(|| {
+            let labels = [
+                ("tenant", self.tenant.clone()),
+                ("ruleset", self.name.clone()),
+            ];
+            let with_result = |result: &'static str| {
+                let mut l = labels.to_vec();
+                l.push(("result", result.to_string()));
+                l
+            };
+            Handles {
+                ok: metrics::counter!("ordo_executions_total", &with_result("success")),
+                failed: metrics::counter!("ordo_executions_total", &with_result("error")),
+                duration: metrics::histogram!("ordo_execution_duration_seconds", &labels),
+            }
+        })
     }
 }
 

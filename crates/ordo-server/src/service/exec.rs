@@ -142,17 +142,18 @@ impl Service {
         let started = Instant::now();
         let result = entry.compiled.execute_with(input, &options);
         let elapsed = started.elapsed();
-        entry.metrics.duration.record(elapsed);
+        let metrics = entry.metrics.get();
+        metrics.duration.record(elapsed);
         match result {
             Ok(outcome) => {
-                entry.metrics.ok.increment(1);
+                metrics.ok.increment(1);
                 Ok(Executed {
                     outcome,
                     duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
                 })
             }
             Err(e) => {
-                entry.metrics.failed.increment(1);
+                metrics.failed.increment(1);
                 Err(Error::Execution(e))
             }
         }
