@@ -32,8 +32,14 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = io.open("$DATA/discount-input.json"):read("a")
 LUA
+# CPU time taken by the hypervisor during the run: on a shared VM, runs with a high
+# steal share are not comparable with quiet ones.
+cpu_ticks() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print t, $9}' /proc/stat; }
+read -r TOTAL0 STEAL0 < <(cpu_ticks)
 echo "== execute: wrk -t1 -c$CONNS -d$DURATION --latency (server $ADDR)"
 wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$ADDR/api/v1/execute/discount"
+read -r TOTAL1 STEAL1 < <(cpu_ticks)
+echo "== CPU stolen by the hypervisor during the run: $(( 100 * (STEAL1 - STEAL0) / (TOTAL1 - TOTAL0 + 1) ))%"
 
 echo "== write latency: 200 sequential POST /api/v1/rulesets (durable commit + file)"
 python3 - "$ADDR" "$DATA/discount.json" <<'PY'
