@@ -121,12 +121,30 @@ fn convert(text: &str, prop: &Value) -> Result<Value, String> {
     Ok(Value::String(text.to_string()))
 }
 
+fn is_secret(key: &str) -> bool {
+    key.starts_with("api_token")
+}
+
 /// Shown in errors: values of secret keys are hidden.
 fn shown(key: &str, value: &Value) -> String {
-    if key.starts_with("api_token") {
+    if is_secret(key) {
         "(hidden)".to_string()
     } else {
         value.to_string()
+    }
+}
+
+/// A variable's or flag's text that does not convert to its key's type.
+fn text_problem(key: &str, text: &str, source: String, reason: String) -> Problem {
+    Problem {
+        key: key.to_string(),
+        value: Some(if is_secret(key) {
+            "(hidden)".into()
+        } else {
+            format!("{text:?}")
+        }),
+        source: Some(source),
+        reason,
     }
 }
 
@@ -208,16 +226,7 @@ pub fn load(
                     set(&mut merged, key, value);
                     sources.insert(key.clone(), var);
                 }
-                Err(reason) => problems.push(Problem {
-                    key: key.clone(),
-                    value: Some(if key.starts_with("api_token") {
-                        "(hidden)".into()
-                    } else {
-                        format!("{text:?}")
-                    }),
-                    source: Some(var),
-                    reason,
-                }),
+                Err(reason) => problems.push(text_problem(key, &text, var, reason)),
             }
         }
     }
@@ -237,16 +246,7 @@ pub fn load(
                 set(&mut merged, key, value);
                 sources.insert(key.to_string(), flag);
             }
-            Err(reason) => problems.push(Problem {
-                key: key.to_string(),
-                value: Some(if key.starts_with("api_token") {
-                    "(hidden)".into()
-                } else {
-                    format!("{text:?}")
-                }),
-                source: Some(flag),
-                reason,
-            }),
+            Err(reason) => problems.push(text_problem(key, text, flag, reason)),
         }
     }
 
@@ -266,7 +266,7 @@ pub fn load(
                 problems.push(Problem {
                     value: Some(shown(&key, e.instance())),
                     source: sources.get(&top).cloned(),
-                    reason: if key.starts_with("api_token") {
+                    reason: if is_secret(&key) {
                         "invalid value".to_string()
                     } else {
                         reason

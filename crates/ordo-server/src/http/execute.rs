@@ -2,9 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use ordo_core::Value;
 use serde::Deserialize;
@@ -12,7 +14,7 @@ use serde::Deserialize;
 use super::body::{self, Accept};
 use super::{AppState, json, requested_tenant};
 use crate::http::ApiError;
-use crate::service::{BatchOptions, TestCase};
+use crate::service::{BatchOptions, Service, TestCase};
 
 #[derive(Deserialize)]
 struct ExecuteRequest {
@@ -20,6 +22,28 @@ struct ExecuteRequest {
     input: Value,
     #[serde(default)]
     trace: bool,
+}
+
+/// Admission before the body is read, so a rejected request costs no body read: the
+/// tenant must exist and be enabled, the ruleset (when named) must exist, and the
+/// tenant's rate limit must allow the request. Then the JSON body.
+async fn admit_then_read(
+    svc: &Service,
+    parts: &Parts,
+    body: Body,
+    ruleset: Option<&str>,
+) -> Result<Bytes, ApiError> {
+    {
+        let catalog = svc.catalog();
+        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
+        if let Some(name) = ruleset {
+            svc.get(tenant, name)?;
+        }
+        svc.admit(tenant)?;
+    }
+    let limit = svc.config().max_body_bytes();
+    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    Ok(bytes)
 }
 
 pub async fn execute(
@@ -30,15 +54,7 @@ pub async fn execute(
     let Path(name) = name?;
     let (parts, body) = req.into_parts();
     let svc = &state.service;
-    // Admission first: a rejected request costs no body read.
-    {
-        let catalog = svc.catalog();
-        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
-        svc.get(tenant, &name)?;
-        svc.admit(tenant)?;
-    }
-    let limit = svc.config().max_body_bytes();
-    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    let bytes = admit_then_read(svc, &parts, body, Some(&name)).await?;
     let request: ExecuteRequest = body::parse_json(&bytes)?;
     // The snapshot is taken again after the body is read, so the execution runs on the
     // newest rules; nothing is held across the await above.
@@ -55,8 +71,8 @@ static EXECUTIONS: AtomicU64 = AtomicU64::new(0);
 /// Logs one execution in every `log_executions_every`: enough to see what traffic looks
 /// like without a log line per request.
 fn sample(
-    svc: &crate::service::Service,
-    parts: &axum::http::request::Parts,
+    svc: &Service,
+    parts: &Parts,
     tenant: &str,
     ruleset: &str,
     result: &Result<crate::service::Executed<'_>, crate::error::Error>,
@@ -109,14 +125,7 @@ pub async fn batch(
     let Path(name) = name?;
     let (parts, body) = req.into_parts();
     let svc = state.service.clone();
-    {
-        let catalog = svc.catalog();
-        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
-        svc.get(tenant, &name)?;
-        svc.admit(tenant)?;
-    }
-    let limit = svc.config().max_body_bytes();
-    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    let bytes = admit_then_read(&svc, &parts, body, Some(&name)).await?;
     let request: BatchRequest = body::parse_json(&bytes)?;
     let catalog = svc.catalog_full();
     let tenant = svc
@@ -146,14 +155,7 @@ pub async fn test(
     let Path(name) = name?;
     let (parts, body) = req.into_parts();
     let svc = &state.service;
-    {
-        let catalog = svc.catalog();
-        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
-        svc.get(tenant, &name)?;
-        svc.admit(tenant)?;
-    }
-    let limit = svc.config().max_body_bytes();
-    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    let bytes = admit_then_read(svc, &parts, body, Some(&name)).await?;
     let request: TestRequest = body::parse_json(&bytes)?;
     let catalog = svc.catalog();
     let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
@@ -173,13 +175,7 @@ struct EvalRequest {
 pub async fn eval(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let svc = &state.service;
-    {
-        let catalog = svc.catalog();
-        let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
-        svc.admit(tenant)?;
-    }
-    let limit = svc.config().max_body_bytes();
-    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
+    let bytes = admit_then_read(svc, &parts, body, None).await?;
     let request: EvalRequest = body::parse_json(&bytes)?;
     let result = svc.eval(&request.expression, &request.context)?;
     Ok(json(StatusCode::OK, &result))

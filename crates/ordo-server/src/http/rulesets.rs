@@ -1,7 +1,8 @@
 //! Ruleset CRUD, versions and rollback.
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ordo_core::RuleSet;
@@ -11,6 +12,19 @@ use super::body::{self, Accept, Format};
 use super::{AppState, json, requested_tenant};
 use crate::http::ApiError;
 use crate::service::PutStatus;
+
+/// The `{name}` of a ruleset route, checked by the same rule as `config.name`.
+pub struct RuleName(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RuleName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, state).await?;
+        check_name(&name)?;
+        Ok(RuleName(name))
+    }
+}
 
 fn check_name(name: &str) -> Result<(), ApiError> {
     ordo_core::validate_name(name).map_err(|e| ApiError::bad_request(format!("ruleset name: {e}")))
@@ -35,10 +49,9 @@ pub async fn list(State(state): State<AppState>, req: Request) -> Result<Respons
 
 pub async fn get_one(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    RuleName(name): RuleName,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let Path(name) = name?;
     let catalog = state.service.catalog();
     let tenant = state
         .service
@@ -91,11 +104,9 @@ pub async fn create_or_update(
 
 pub async fn put(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    RuleName(name): RuleName,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let Path(name) = name?;
-    check_name(&name)?;
     let (tenant, ruleset) = read_ruleset(&state, req).await?;
     let out = state
         .service
@@ -106,11 +117,9 @@ pub async fn put(
 
 pub async fn delete(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    RuleName(name): RuleName,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let Path(name) = name?;
-    check_name(&name)?;
     let tenant = tenant_id(&state, &req)?;
     state.service.delete_ruleset(tenant, name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -118,11 +127,9 @@ pub async fn delete(
 
 pub async fn versions(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    RuleName(name): RuleName,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let Path(name) = name?;
-    check_name(&name)?;
     let catalog = state.service.catalog_full();
     let tenant = state
         .service
@@ -165,11 +172,9 @@ struct RollbackRequest {
 
 pub async fn rollback(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    RuleName(name): RuleName,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let Path(name) = name?;
-    check_name(&name)?;
     let tenant = tenant_id(&state, &req)?;
     let (parts, body) = req.into_parts();
     let limit = state.service.config().max_body_bytes();

@@ -19,8 +19,8 @@ impl MemoryStore {
     pub fn load(&self) -> State {
         self.with_log(|log| {
             let mut state = State::default();
-            let mut rulesets = indexmap_by_key();
-            let mut tenants = indexmap_by_key();
+            let mut rulesets = by_key();
+            let mut tenants = by_key();
             for c in log.iter() {
                 state.seq = c.seq;
                 match &c.change {
@@ -96,6 +96,6 @@ impl MemoryStore {
     }
 }
 
-fn indexmap_by_key<V>() -> std::collections::BTreeMap<(String, String), V> {
+fn by_key<V>() -> std::collections::BTreeMap<(String, String), V> {
     std::collections::BTreeMap::new()
 }
