@@ -33,6 +33,9 @@ pub enum Error {
     Eval(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The instance cannot serve yet (its store is not attached).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }

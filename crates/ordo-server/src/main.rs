@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ordo_server::config::{self, Cli, Command, Config, ConfigAction, LogFormat};
+use ordo_server::config::{self, Cli, Command, Config, ConfigAction, LogFormat, MigrateAction};
 use ordo_server::service::StartError;
 use ordo_server::{server, telemetry};
 
@@ -43,20 +43,24 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Config { action }) => match loaded {
-            Ok((mut config, warnings)) => {
+            Ok((config, warnings)) => {
                 for w in warnings {
                     eprintln!("ordo-server: warning: {w}");
                 }
                 if matches!(action, ConfigAction::Show) {
-                    if !config.api_token.is_empty() {
-                        config.api_token = vec!["(hidden)".into(); config.api_token.len()];
-                    }
-                    print(&serde_json::to_string_pretty(&config).unwrap_or_default());
+                    print(&serde_json::to_string_pretty(&config.redacted()).unwrap_or_default());
                 } else {
                     print("configuration is valid");
                 }
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("ordo-server: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Some(Command::Migrate { action }) => match loaded {
+            Ok((config, _)) => migrate(&config, action),
             Err(e) => {
                 eprintln!("ordo-server: {e}");
                 ExitCode::from(EXIT_CONFIG)
@@ -80,6 +84,64 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+    }
+}
+
+/// `ordo-server migrate up|status`: exit 0 when the schema is current, 1 when
+/// migrations are pending or the schema cannot be used, 2 without a database.
+fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
+    let location = match config.store_location() {
+        Ok(location) => location,
+        Err(e) => {
+            eprintln!("ordo-server: database_url: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ordo-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let apply = matches!(action, MigrateAction::Up);
+    let status = match runtime.block_on(ordo_server::store::migrate(&location, apply)) {
+        Ok(status) => status,
+        Err(e @ ordo_server::store::StoreError::NoDatabase) => {
+            eprintln!("ordo-server: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("ordo-server: migrate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print(&format!(
+        "database: {}",
+        location.shown().unwrap_or_default()
+    ));
+    for m in &status.migrations {
+        let state = serde_json::to_value(m.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        print(&format!(
+            "{:>6}  {:<8}  {}",
+            m.version, state, m.description
+        ));
+    }
+    match status.blocker() {
+        None => {
+            print("schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Some(blocker) => {
+            print(&blocker);
+            ExitCode::FAILURE
+        }
     }
 }
 

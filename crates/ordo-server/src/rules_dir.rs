@@ -125,6 +125,11 @@ pub struct RulesDir {
     default_tenant: String,
 }
 
+/// The embedded commit log of a rules directory: `DIR/.ordo/ordo.db`.
+pub fn database_path(root: &Path) -> PathBuf {
+    root.join(STATE_DIR).join("ordo.db")
+}
+
 impl RulesDir {
     /// Opens (creating) the directory and its state directory.
     pub fn open(root: &Path, default_tenant: &str) -> io::Result<RulesDir> {
@@ -140,7 +145,7 @@ impl RulesDir {
     }
 
     pub fn database_path(&self) -> PathBuf {
-        self.root.join(STATE_DIR).join("ordo.db")
+        database_path(&self.root)
     }
 
     /// Takes the directory's exclusive lock, so that two instances never both act as

@@ -460,7 +460,12 @@ fn health_readiness_and_metrics() {
     assert_eq!(h["status"], "ok");
     assert_eq!(h["role"], "standalone");
     assert!(h["uptime_seconds"].is_number());
-    assert_eq!(h["storage"]["backend"], "memory");
+    let backend = if common::postgres::active() {
+        "postgres"
+    } else {
+        "memory"
+    };
+    assert_eq!(h["storage"]["backend"], backend);
     assert!(h["version"].is_string());
     assert_eq!(s.get("/healthz/live").status, 200);
     let r = s.get("/healthz/ready");
@@ -558,3 +563,18 @@ fn health_names_the_instance_and_the_last_commit() {
     let b = Server::start(&[]).get("/health").json()["instance_id"].clone();
     assert!(a.as_str().unwrap().starts_with("ordo-") && a != b);
 }
+
+// The same tests with the commit log on PostgreSQL.
+on_postgres!(
+    ruleset_crud_versions_and_rollback,
+    invalid_rulesets_are_rejected_with_every_problem_and_change_nothing,
+    request_protection_errors_are_json,
+    execute_trace_and_execution_errors,
+    batch_sequential_parallel_and_limits,
+    eval_endpoint,
+    rule_test_endpoint,
+    health_readiness_and_metrics,
+    yaml_upload_is_accepted,
+    writing_the_same_content_again_commits_nothing,
+    health_names_the_instance_and_the_last_commit,
+);

@@ -53,6 +53,12 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
         ("host", json!("127.0.0.1"), "127.0.0.1"),
         ("port", json!(9123), "9123"),
         ("rules_dir", json!("/tmp/somewhere"), "/tmp/somewhere"),
+        (
+            "database_url",
+            json!("postgres://ordo@db.example:5432/ordo"),
+            "postgres://ordo@db.example:5432/ordo",
+        ),
+        ("auto_migrate", json!(true), "true"),
         ("multi_tenancy_enabled", json!(true), "true"),
         ("default_tenant", json!("main"), "main"),
         ("default_tenant_qps", json!(50), "50"),
@@ -197,6 +203,16 @@ fn every_bad_key_is_reported_with_its_value_source_and_reason() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "ordo-server: invalid configuration (1 problem):\n  default_tenant_burst = 5 (from --default-tenant-burst): needs default_tenant_qps\n"
+    );
+    // A database URL is checked for its scheme; its password is never printed.
+    let out = run(
+        &["--database-url", "mysql://u:pw@h/db", "config", "validate"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ordo-server: invalid configuration (1 problem):\n  database_url = \"mysql://u:***@h/db\" (from --database-url): must start with sqlite: or postgres://\n"
     );
     let bad_file = write(dir.path(), "x.ini", "port=1");
     let out = run(&["-c", &bad_file, "config", "validate"], &[]);

@@ -510,3 +510,13 @@ fn file_import_respects_tenants_and_their_quotas() {
     assert_eq!(s.get_as("/api/v1/rulesets/a", &h).status, 200);
     assert_eq!(s.get_as("/api/v1/rulesets/b", &h).status, 404);
 }
+
+// The same tests with the commit log on PostgreSQL.
+on_postgres!(
+    examples_load_and_writes_survive_a_restart_as_files,
+    files_are_imported_at_start_and_on_reload,
+    interrupted_file_writes_are_resolved_at_start,
+    one_directory_has_one_owner,
+    kill_9_during_a_write_storm_loses_nothing_acknowledged,
+    file_import_respects_tenants_and_their_quotas,
+);

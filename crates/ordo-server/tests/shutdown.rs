@@ -86,3 +86,6 @@ fn a_request_that_never_finishes_does_not_hold_the_shutdown_beyond_its_timeout()
             .contains("did not finish within the shutdown timeout")
     );
 }
+
+// The same tests with the commit log on PostgreSQL.
+on_postgres!(in_flight_requests_finish_after_sigterm_while_new_ones_are_refused,);

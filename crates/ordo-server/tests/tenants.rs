@@ -311,3 +311,14 @@ fn invalid_flags_stop_the_server() {
         assert!(err.contains("exit status: 2"), "{args:?}: {err}");
     }
 }
+
+// The same tests with the commit log on PostgreSQL.
+on_postgres!(
+    rules_are_isolated_per_tenant,
+    without_multi_tenancy_the_tenant_header_is_ignored,
+    max_rules_is_enforced,
+    tenant_rate_limits_answer_429_but_never_health,
+    default_tenant_flags_apply,
+    tenant_execution_timeout_bounds_executions,
+    api_token_guards_the_api_only,
+);

@@ -28,6 +28,19 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Manage the database schema (the commit log's tables) as a one-off process.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration to the database of `database_url`.
+    Up,
+    /// List the migrations and whether each is applied; exit code 1 if any is pending.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +66,18 @@ pub struct Flags {
     pub port: Option<String>,
     #[arg(long, global = true, value_name = "DIR")]
     pub rules_dir: Option<String>,
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// `--auto-migrate` alone means true.
+    #[arg(
+        long,
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub auto_migrate: Option<String>,
     /// `--multi-tenancy-enabled` alone means true; `=false` turns it off.
     #[arg(
         long,
@@ -94,10 +119,12 @@ pub struct Flags {
 impl Flags {
     /// The flags given, as `(key, text)`.
     pub fn given(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 17] = [
+        let all: [(&'static str, &Option<String>); 19] = [
             ("host", &self.host),
             ("port", &self.port),
             ("rules_dir", &self.rules_dir),
+            ("database_url", &self.database_url),
+            ("auto_migrate", &self.auto_migrate),
             ("multi_tenancy_enabled", &self.multi_tenancy_enabled),
             ("default_tenant", &self.default_tenant),
             ("default_tenant_qps", &self.default_tenant_qps),

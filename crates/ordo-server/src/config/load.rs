@@ -125,13 +125,19 @@ fn is_secret(key: &str) -> bool {
     key.starts_with("api_token")
 }
 
-/// Shown in errors: values of secret keys are hidden.
+/// Shown in errors: values of secret keys are hidden, passwords in URLs masked.
 fn shown(key: &str, value: &Value) -> String {
     if is_secret(key) {
         "(hidden)".to_string()
+    } else if let (true, Some(url)) = (is_url(key), value.as_str()) {
+        format!("{:?}", crate::store::redact_url(url))
     } else {
         value.to_string()
     }
+}
+
+fn is_url(key: &str) -> bool {
+    key.ends_with("_url")
 }
 
 /// A variable's or flag's text that does not convert to its key's type.
@@ -140,6 +146,8 @@ fn text_problem(key: &str, text: &str, source: String, reason: String) -> Proble
         key: key.to_string(),
         value: Some(if is_secret(key) {
             "(hidden)".into()
+        } else if is_url(key) {
+            format!("{:?}", crate::store::redact_url(text))
         } else {
             format!("{text:?}")
         }),

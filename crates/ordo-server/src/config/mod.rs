@@ -17,7 +17,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use cli::{Cli, Command, ConfigAction, Flags};
+pub use cli::{Cli, Command, ConfigAction, Flags, MigrateAction};
 pub use load::{ConfigError, Problem, docs_table, env_var, flag_name, load, schema};
 
 /// Keys that a configuration reload cannot change: they shape what was opened, bound or
@@ -26,6 +26,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "host",
     "port",
     "rules_dir",
+    "database_url",
+    "auto_migrate",
     "multi_tenancy_enabled",
     "default_tenant",
     "worker_threads",
@@ -50,9 +52,17 @@ pub struct Config {
     /// HTTP port (0 picks a free one).
     #[schemars(range(max = 65535))]
     pub port: u16,
-    /// Rules directory: rulesets are read from and written to it as files, and the commit
-    /// log lives in DIR/.ordo/. Without it everything is kept in memory.
+    /// Rules directory: rulesets are read from and written to it as files, and (unless
+    /// `database_url` says otherwise) the commit log lives in DIR/.ordo/.
     pub rules_dir: Option<PathBuf>,
+    /// Where the commit log lives: `sqlite:PATH` or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Unset: `sqlite:DIR/.ordo/ordo.db` with a
+    /// rules directory, otherwise in memory.
+    pub database_url: Option<String>,
+    /// Apply pending PostgreSQL schema migrations at start. Without it a server facing
+    /// pending migrations stays not ready until `ordo-server migrate up` has run. (The
+    /// embedded SQLite always migrates itself.)
+    pub auto_migrate: bool,
     /// Isolate rulesets per tenant (X-Tenant-ID header or ?tenant_id=).
     pub multi_tenancy_enabled: bool,
     /// Tenant of requests that name none.
@@ -103,6 +113,8 @@ impl Default for Config {
             host: IpAddr::from([0, 0, 0, 0]),
             port: 8080,
             rules_dir: None,
+            database_url: None,
+            auto_migrate: false,
             multi_tenancy_enabled: false,
             default_tenant: "default".to_string(),
             default_tenant_qps: None,
@@ -133,6 +145,14 @@ impl Config {
                 reason,
             })
         };
+        if let Err(reason) = self.store_location() {
+            let url = self.database_url.as_deref().unwrap_or_default();
+            bad(
+                "database_url",
+                format!("{:?}", crate::store::redact_url(url)),
+                reason,
+            );
+        }
         if let Err(e) = ordo_core::validate_name(&self.default_tenant) {
             bad("default_tenant", self.default_tenant.clone(), e);
         }
@@ -158,6 +178,19 @@ impl Config {
             );
         }
         problems
+    }
+
+    /// Where the commit log lives.
+    pub fn store_location(&self) -> Result<crate::store::Location, String> {
+        crate::store::Location::new(self.database_url.as_deref(), self.rules_dir.as_deref())
+    }
+
+    /// The configuration as it may be shown: tokens hidden, URL passwords masked.
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        shown.api_token = vec!["(hidden)".into(); self.api_token.len()];
+        shown.database_url = self.database_url.as_deref().map(crate::store::redact_url);
+        shown
     }
 
     pub fn max_body_bytes(&self) -> usize {

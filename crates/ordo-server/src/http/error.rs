@@ -78,6 +78,14 @@ impl From<Error> for ApiError {
             Error::Eval(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "EXECUTION_ERROR", message)
             }
+            Error::Store(e) if e.is_unreachable() => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "STORE_UNAVAILABLE",
+                message,
+            ),
+            Error::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", message)
+            }
             Error::Store(_) | Error::Internal(_) => {
                 tracing::error!(error = %message, "request failed");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)

@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/reload", post(ops::reload))
         // Tokens can be added by a configuration reload: the check is always in place
         // and lets everything through while none is configured.
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(state.clone(), api_gate));
 
     let router = Router::new()
         .merge(api)
@@ -269,8 +269,18 @@ async fn with_timeout(State(state): State<AppState>, req: Request, next: Next) -
     }
 }
 
-/// Requires an API token on `/api/` when any is configured.
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Guards `/api/`: nothing is served before the commit log is attached (an empty
+/// catalog would answer "not found" for rulesets that exist), and an API token is
+/// required when any is configured.
+async fn api_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !state.service.is_attached() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_READY",
+            format!("not ready: {}", state.service.not_attached_reason()),
+        )
+        .into_response();
+    }
     let config = state.service.config();
     if config.api_token.is_empty() {
         drop(config);

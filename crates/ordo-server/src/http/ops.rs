@@ -32,6 +32,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             "backend": storage.backend,
             "durable": storage.durable,
             "path": storage.path,
+            "url": storage.url,
             "rules_dir": svc.rules_dir(),
             "last_seq": catalog.seq,
             "rulesets": catalog.ruleset_count(),

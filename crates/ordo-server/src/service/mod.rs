@@ -4,6 +4,7 @@
 //! so a client that disconnects mid-write never leaves a commit half-applied. Reads and
 //! executions use the current [`Catalog`] snapshot only.
 
+mod attach;
 mod exec;
 mod rules;
 mod tenants;
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ordo_core::RuleSet;
@@ -21,7 +22,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::projection::{Catalog, Entry, Projection, TenantView};
 use crate::rules_dir::{FileProblem, PendingFile, RulesDir};
-use crate::store::{Commit, Source, StorageInfo, Store, StoredRuleSet};
+use crate::store::{Commit, Location, Source, StorageInfo, Store, StoredRuleSet};
 
 pub use exec::{BatchOptions, Executed, TestCase};
 pub use rules::{PutOutcome, PutStatus, ReloadReport, RollbackOutcome, Versions};
@@ -51,7 +52,19 @@ pub struct Service {
     /// Swapped whole by a configuration reload; keys that need a restart never change.
     config: arc_swap::ArcSwap<Config>,
     projection: Projection,
-    store: Store,
+    /// Where the commit log lives.
+    location: Location,
+    /// The commit log, once attached (at start for the embedded stores; when the
+    /// database answers with an up-to-date schema for PostgreSQL).
+    store: OnceLock<Store>,
+    /// The store is attached and its state served: API requests are let through.
+    attached: AtomicBool,
+    /// Why the store is not usable right now (unreachable, migrations pending).
+    store_problem: Mutex<Option<String>>,
+    /// An append failed in a way that leaves the database's head uncertain (the
+    /// connection broke around the commit, or another process appended): no write is
+    /// taken until the state has been read back from the database.
+    resync_needed: AtomicBool,
     files: Option<Arc<RulesDir>>,
     /// Seq of the last commit; holding the lock is the right to append.
     head: tokio::sync::Mutex<u64>,
@@ -71,7 +84,9 @@ pub struct Service {
 
 impl Service {
     /// Opens the store, repairs interrupted file writes, builds the catalog and imports
-    /// the rules directory.
+    /// the rules directory. An embedded store is attached before this returns (and any
+    /// failure stops the start); PostgreSQL is attached in the background, the instance
+    /// staying not ready until the database answers with an up-to-date schema.
     pub async fn start(config: Config) -> Result<Arc<Service>, StartError> {
         let problems = config.check();
         if !problems.is_empty() {
@@ -79,8 +94,9 @@ impl Service {
                 crate::config::ConfigError { problems }.to_string(),
             ));
         }
+        let location = config.store_location().map_err(StartError::Config)?;
         let t0 = Instant::now();
-        let (store, files, dir_lock) = match &config.rules_dir {
+        let (files, dir_lock) = match &config.rules_dir {
             Some(path) => {
                 let dir_err = |source| StartError::RulesDir {
                     path: path.display().to_string(),
@@ -88,45 +104,92 @@ impl Service {
                 };
                 let dir = RulesDir::open(path, &config.default_tenant).map_err(dir_err)?;
                 let lock = dir.lock().map_err(dir_err)?;
-                let store = Store::sqlite(&dir.database_path()).await?;
-                (store, Some(Arc::new(dir)), Some(lock))
+                (Some(Arc::new(dir)), Some(lock))
             }
-            None => (Store::memory(), None, None),
+            None => (None, None),
+        };
+        let service = Arc::new(Service {
+            head: tokio::sync::Mutex::new(0),
+            instance_id: config.instance_id.clone().unwrap_or_else(|| {
+                format!("ordo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+            }),
+            projection: Projection::new(build_catalog(&config, &Default::default())),
+            config: arc_swap::ArcSwap::from_pointee(config),
+            location: location.clone(),
+            store: OnceLock::new(),
+            attached: AtomicBool::new(false),
+            store_problem: Mutex::new(None),
+            resync_needed: AtomicBool::new(false),
+            files,
+            shutting_down: AtomicBool::new(false),
+            files_lagging: AtomicBool::new(false),
+            file_cache: Mutex::new(Default::default()),
+            file_problems: Mutex::new(Vec::new()),
+            _dir_lock: dir_lock,
+        });
+        match location {
+            Location::Memory => service.attach(Some(Store::memory()), t0).await?,
+            Location::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|source| StartError::RulesDir {
+                        path: parent.display().to_string(),
+                        source,
+                    })?;
+                }
+                let store = Store::sqlite(&path).await?;
+                service.attach(Some(store), t0).await?;
+            }
+            Location::Postgres(url) => {
+                *service
+                    .store_problem
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some("connecting to the database".into());
+                tokio::spawn(attach::postgres(service.clone(), url));
+            }
+        }
+        Ok(service)
+    }
+
+    /// Makes `store` the commit log (unless one is already attached, as when an
+    /// earlier attempt failed after connecting), loads its state, repairs interrupted
+    /// file writes, imports the rules directory and opens the API.
+    async fn attach(self: &Arc<Self>, store: Option<Store>, t0: Instant) -> Result<(), StartError> {
+        if let Some(store) = store {
+            let _ = self.store.set(store);
+        }
+        let Some(store) = self.store.get() else {
+            return Err(StartError::Config("no store".into()));
         };
         let opened = t0.elapsed();
         let state = store.load().await?;
         let loaded = t0.elapsed();
-        if let Some(dir) = &files {
+        if let Some(dir) = &self.files {
             let hashes: BTreeMap<(String, String), String> = state
                 .rulesets
                 .iter()
                 .map(|r| ((r.tenant.clone(), r.name.clone()), r.hash.clone()))
                 .collect();
-            for line in dir.recover(|t, n| hashes.get(&(t.to_string(), n.to_string())).cloned()) {
+            let dir = dir.clone();
+            let recovered = tokio::task::spawn_blocking(move || {
+                dir.recover(|t, n| hashes.get(&(t.to_string(), n.to_string())).cloned())
+            })
+            .await
+            .unwrap_or_default();
+            for line in recovered {
                 tracing::warn!("interrupted file write {line}");
             }
         }
-        let catalog = build_catalog(&config, &state);
+        let catalog = build_catalog(&self.config(), &state);
         let built = t0.elapsed();
         let file_cache = store.load_file_cache().await?;
-        let service = Arc::new(Service {
-            head: tokio::sync::Mutex::new(state.seq),
-            instance_id: config.instance_id.clone().unwrap_or_else(|| {
-                format!("ordo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-            }),
-            projection: Projection::new(Catalog::default()),
-            config: arc_swap::ArcSwap::from_pointee(config),
-            store,
-            files,
-            shutting_down: AtomicBool::new(false),
-            files_lagging: AtomicBool::new(false),
-            file_cache: Mutex::new(file_cache),
-            file_problems: Mutex::new(Vec::new()),
-            _dir_lock: dir_lock,
-        });
-        service.projection.store(catalog);
-        if service.files.is_some() {
-            let report = service.reload().await.map_err(StartError::Import)?;
+        {
+            let mut head = self.head.lock().await;
+            *head = state.seq;
+            *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = file_cache;
+            self.projection.store(catalog);
+        }
+        if self.files.is_some() {
+            let report = self.reload().await.map_err(StartError::Import)?;
             tracing::debug!(
                 open_ms = opened.as_secs_f64() * 1e3,
                 load_ms = loaded.as_secs_f64() * 1e3,
@@ -142,7 +205,50 @@ impl Service {
                 "rules directory read"
             );
         }
-        Ok(service)
+        self.attached.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The commit log, or why there is none yet.
+    fn store(&self) -> Result<&Store> {
+        self.store.get().ok_or_else(|| {
+            Error::Unavailable(
+                self.store_problem()
+                    .unwrap_or_else(|| "the commit log is not attached yet".into()),
+            )
+        })
+    }
+
+    /// Whether API requests can be served: the store is attached and its state loaded.
+    #[inline]
+    pub fn is_attached(&self) -> bool {
+        self.attached.load(Ordering::Relaxed)
+    }
+
+    /// Why API requests are turned away while the store is not attached.
+    pub fn not_attached_reason(&self) -> String {
+        self.store_problem()
+            .unwrap_or_else(|| "the commit log is not attached yet".into())
+    }
+
+    fn store_problem(&self) -> Option<String> {
+        self.store_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records (or clears) why the store cannot be used; logged on change.
+    fn set_store_problem(&self, problem: Option<String>) {
+        let mut current = self.store_problem.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != problem {
+            match &problem {
+                Some(p) => tracing::warn!(problem = %p, "store not usable"),
+                None if current.is_some() => tracing::info!("store usable again"),
+                None => {}
+            }
+            *current = problem;
+        }
     }
 
     /// The current configuration.
@@ -220,7 +326,15 @@ impl Service {
     }
 
     pub fn storage_info(&self) -> StorageInfo {
-        self.store.info()
+        match self.store.get() {
+            Some(store) => store.info(),
+            None => StorageInfo {
+                backend: "postgres",
+                durable: true,
+                path: None,
+                url: self.location.shown(),
+            },
+        }
     }
 
     /// Seconds since the process started (not since the service was built).
@@ -241,6 +355,11 @@ impl Service {
         let mut reasons = Vec::new();
         if self.shutting_down.load(Ordering::SeqCst) {
             reasons.push("shutting down".to_string());
+        }
+        if let Some(problem) = self.store_problem() {
+            reasons.push(problem);
+        } else if !self.is_attached() {
+            reasons.push("starting: loading the commit log".to_string());
         }
         reasons
     }
@@ -273,7 +392,70 @@ impl Service {
     }
 
     pub async fn close(&self) {
-        self.store.close().await;
+        if let Some(store) = self.store.get() {
+            store.close().await;
+        }
+    }
+
+    /// Logs a failed append. A lost database also makes the instance not ready; when
+    /// the database's head is uncertain, writes wait for [`Service::resync`].
+    fn commit_failed(&self, e: crate::store::StoreError) -> Error {
+        use crate::store::StoreError;
+        tracing::error!(error = %e, "commit failed");
+        if e.is_unreachable() {
+            self.set_store_problem(Some(e.to_string()));
+        }
+        if e.is_unreachable() || matches!(e, StoreError::OutOfOrder { .. }) {
+            self.resync_needed.store(true, Ordering::SeqCst);
+        }
+        match e {
+            StoreError::OutOfOrder { .. } => Error::Unavailable(format!(
+                "{e}: another process appended to the commit log; reloading its state"
+            )),
+            e => e.into(),
+        }
+    }
+
+    /// Appends one commit to the store.
+    async fn append(&self, commit: &Commit) -> Result<()> {
+        self.append_all(std::slice::from_ref(commit)).await
+    }
+
+    /// Appends commits in one transaction, unless the database's head is uncertain.
+    async fn append_all(&self, commits: &[Commit]) -> Result<()> {
+        if self.resync_needed.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable(
+                "re-reading the commit log after a failed write; retry shortly".into(),
+            ));
+        }
+        self.store()?
+            .append_all(commits)
+            .await
+            .map_err(|e| self.commit_failed(e))
+    }
+
+    /// Reads the state back from the database after a failed append and serves it if it
+    /// moved: the database is the truth, whatever this instance believed.
+    async fn resync(&self) -> Result<(), crate::store::StoreError> {
+        let mut head = self.head.lock().await;
+        let Some(store) = self.store.get() else {
+            return Ok(());
+        };
+        let state = store.load().await?;
+        if state.seq != *head {
+            tracing::warn!(
+                served = *head,
+                stored = state.seq,
+                "the commit log holds commits this instance did not apply; serving its state"
+            );
+            self.projection.store(build_catalog(&self.config(), &state));
+            if self.files.is_some() {
+                self.files_lagging.store(true, Ordering::SeqCst);
+            }
+            *head = state.seq;
+        }
+        self.resync_needed.store(false, Ordering::SeqCst);
+        Ok(())
     }
 
     fn new_commit(&self, seq: u64, source: Source, change: crate::store::Change) -> Commit {
@@ -291,10 +473,7 @@ impl Service {
     /// import path, where the files are the source.
     async fn commit_all(&self, head: &mut u64, commits: &[Commit], next: Catalog) -> Result<()> {
         let started = Instant::now();
-        if let Err(e) = self.store.append_all(commits).await {
-            tracing::error!(error = %e, "commit failed");
-            return Err(e.into());
-        }
+        self.append_all(commits).await?;
         metrics::histogram!("ordo_commit_duration_seconds").record(started.elapsed());
         for commit in commits {
             metrics::counter!("ordo_commits_total", "source" => commit.source.as_str())
@@ -321,7 +500,7 @@ impl Service {
     ) -> Result<u64> {
         let commit = self.new_commit(*head + 1, source, change);
         let started = Instant::now();
-        if let Err(e) = self.store.append(&commit).await {
+        if let Err(e) = self.append(&commit).await {
             if let Some(file) = file {
                 run_blocking(move || {
                     file.abort();
@@ -329,8 +508,7 @@ impl Service {
                 })
                 .await?;
             }
-            tracing::error!(error = %e, "commit failed");
-            return Err(e.into());
+            return Err(e);
         }
         metrics::histogram!("ordo_commit_duration_seconds").record(started.elapsed());
         audit(&commit);

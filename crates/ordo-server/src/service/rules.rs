@@ -358,7 +358,7 @@ impl Service {
 
     /// Stored versions, newest first. 404 when the ruleset never existed.
     pub async fn versions(&self, tenant: &TenantView, name: &str) -> Result<Versions> {
-        let versions = self.store.versions(&tenant.config.id, name).await?;
+        let versions = self.store()?.versions(&tenant.config.id, name).await?;
         let current = tenant.rulesets.get(name);
         if versions.is_empty() && current.is_none() {
             return Err(Error::NotFound(format!("ruleset '{name}' not found")));
@@ -378,7 +378,7 @@ impl Service {
         name: &str,
         seq: u64,
     ) -> Result<StoredRuleSet> {
-        self.store
+        self.store()?
             .version(&tenant.config.id, name, seq)
             .await?
             .ok_or_else(|| {
@@ -580,7 +580,7 @@ impl Service {
             }
             if next_cache != cache {
                 // Only a cache: failing to save it costs the next start some time.
-                if let Err(e) = this.store.save_file_cache(&next_cache).await {
+                if let Err(e) = this.store()?.save_file_cache(&next_cache).await {
                     tracing::warn!(error = %e, "could not save the rules-directory file cache");
                 }
                 *this.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = next_cache;

@@ -5,6 +5,8 @@
 //! projection, the rules-dir files and (later) published events are derived from it.
 
 mod memory;
+mod migrate;
+mod postgres;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -15,7 +17,89 @@ use serde::Serialize;
 use crate::tenant::TenantConfig;
 
 pub use memory::MemoryStore;
+pub use migrate::{MigrationInfo, MigrationState, MigrationStatus};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Where the commit log lives, from `database_url` and `rules_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// Nothing durable: no database URL and no rules directory.
+    Memory,
+    Sqlite(PathBuf),
+    /// A `postgres://` URL (with its password, if any: never log it as is).
+    Postgres(String),
+}
+
+impl Location {
+    /// Reads a `database_url`: `sqlite:PATH` (also `sqlite://PATH`) or
+    /// `postgres://...`/`postgresql://...`. Without one, the rules directory's
+    /// `.ordo/ordo.db`, or memory.
+    pub fn new(database_url: Option<&str>, rules_dir: Option<&Path>) -> Result<Location, String> {
+        let Some(url) = database_url else {
+            return Ok(match rules_dir {
+                Some(dir) => Location::Sqlite(crate::rules_dir::database_path(dir)),
+                None => Location::Memory,
+            });
+        };
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err("sqlite: needs a file path, as in sqlite:/var/lib/ordo/ordo.db".into());
+            }
+            if path.contains('?') || path.starts_with(':') {
+                return Err(
+                    "sqlite: takes a file path only (no options, no :memory:; leave database_url unset for an in-memory log)"
+                        .into(),
+                );
+            }
+            return Ok(Location::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return postgres::check_url(url).map(|()| Location::Postgres(url.to_string()));
+        }
+        Err("must start with sqlite: or postgres://".into())
+    }
+
+    /// The location as it may be shown: passwords are masked.
+    pub fn shown(&self) -> Option<String> {
+        match self {
+            Location::Memory => None,
+            Location::Sqlite(path) => Some(format!("sqlite:{}", path.display())),
+            Location::Postgres(url) => Some(redact_url(url)),
+        }
+    }
+}
+
+/// A URL with its password replaced by `***` (unparseable URLs are hidden whole).
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            let secret_query = url
+                .query_pairs()
+                .any(|(k, _)| k.eq_ignore_ascii_case("password"));
+            if secret_query {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k.eq_ignore_ascii_case("password") {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            url.to_string()
+        }
+        Err(_) => "(hidden)".to_string(),
+    }
+}
 
 /// Where a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -134,24 +218,63 @@ pub struct StorageInfo {
     pub durable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// The database URL, password masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database cannot be reached (or stopped answering): retrying may help.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("no database to migrate: set database_url (or rules_dir for the embedded SQLite)")]
+    NoDatabase,
     #[error("commit log is corrupt: {0}")]
     Corrupt(String),
     #[error("commit {got} does not follow the last commit {last}")]
     OutOfOrder { last: u64, got: u64 },
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unreachable(e.to_string()),
+            // Connection exceptions, a server shutting down or starting, no free slot.
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+                }) =>
+            {
+                StoreError::Unreachable(e.to_string())
+            }
+            e => StoreError::Database(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database may work again later (connection trouble), as opposed to
+    /// a problem with the data or the schema.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_))
+    }
+}
+
 /// The commit log backend.
 pub enum Store {
     Memory(MemoryStore),
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
@@ -170,12 +293,28 @@ impl Store {
                 backend: "memory",
                 durable: false,
                 path: None,
+                url: None,
             },
             Store::Sqlite(s) => StorageInfo {
                 backend: "sqlite",
                 durable: true,
                 path: Some(s.path().to_path_buf()),
+                url: None,
             },
+            Store::Postgres(s) => StorageInfo {
+                backend: "postgres",
+                durable: true,
+                path: None,
+                url: Some(s.shown_url().to_string()),
+            },
+        }
+    }
+
+    /// Checks that the database answers (always true for the embedded ones).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(s) => s.ping().await,
+            _ => Ok(()),
         }
     }
 
@@ -184,6 +323,7 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.load()),
             Store::Sqlite(s) => s.load().await,
+            Store::Postgres(s) => s.load().await,
         }
     }
 
@@ -192,6 +332,7 @@ impl Store {
         match self {
             Store::Memory(s) => s.append(commit),
             Store::Sqlite(s) => s.append_all(std::slice::from_ref(commit)).await,
+            Store::Postgres(s) => s.append_all(std::slice::from_ref(commit)).await,
         }
     }
 
@@ -200,6 +341,7 @@ impl Store {
         match self {
             Store::Memory(s) => s.append_all(commits),
             Store::Sqlite(s) => s.append_all(commits).await,
+            Store::Postgres(s) => s.append_all(commits).await,
         }
     }
 
@@ -208,6 +350,7 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.versions(tenant, name)),
             Store::Sqlite(s) => s.versions(tenant, name).await,
+            Store::Postgres(s) => s.versions(tenant, name).await,
         }
     }
 
@@ -221,6 +364,7 @@ impl Store {
         match self {
             Store::Memory(s) => Ok(s.version(tenant, name, seq)),
             Store::Sqlite(s) => s.version(tenant, name, seq).await,
+            Store::Postgres(s) => s.version(tenant, name, seq).await,
         }
     }
 
@@ -229,6 +373,7 @@ impl Store {
         match self {
             Store::Memory(_) => Ok(FileCache::new()),
             Store::Sqlite(s) => s.load_file_cache().await,
+            Store::Postgres(s) => s.load_file_cache().await,
         }
     }
 
@@ -236,15 +381,160 @@ impl Store {
         match self {
             Store::Memory(_) => Ok(()),
             Store::Sqlite(s) => s.save_file_cache(cache).await,
+            Store::Postgres(s) => s.save_file_cache(cache).await,
         }
     }
 
     /// Releases the database (pending writes are already durable).
     pub async fn close(&self) {
-        if let Store::Sqlite(s) = self {
-            s.close().await;
+        match self {
+            Store::Memory(_) => {}
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
         }
     }
+}
+
+/// `ordo-server migrate`: applies pending migrations when `apply`, then reads where
+/// the schema stands.
+pub async fn migrate(location: &Location, apply: bool) -> Result<MigrationStatus, StoreError> {
+    match location {
+        Location::Memory => Err(StoreError::NoDatabase),
+        Location::Sqlite(path) => {
+            if apply {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Unreachable(format!("{}: {e}", parent.display()))
+                    })?;
+                }
+                SqliteStore::open(path).await?.close().await;
+            }
+            SqliteStore::migration_status(path).await
+        }
+        Location::Postgres(url) => {
+            let store = PgStore::connect(url).await?;
+            if apply {
+                store.migrate_up().await?;
+            }
+            let status = store.migration_status().await;
+            store.close().await;
+            status
+        }
+    }
+}
+
+/// A commit as the columns of its row in `commits`.
+pub(crate) struct CommitRow<'a> {
+    pub seq: i64,
+    pub kind: &'static str,
+    pub tenant: &'a str,
+    pub name: &'a str,
+    pub version: Option<&'a str>,
+    pub content: Option<String>,
+    pub hash: Option<&'a str>,
+}
+
+impl<'a> CommitRow<'a> {
+    pub fn of(c: &'a Commit) -> Result<CommitRow<'a>, StoreError> {
+        let seq = seq_param(c.seq)?;
+        let kind = c.change.kind();
+        let row = |tenant, name, version, content, hash| CommitRow {
+            seq,
+            kind,
+            tenant,
+            name,
+            version,
+            content,
+            hash,
+        };
+        Ok(match &c.change {
+            Change::PutRuleSet(r) => row(
+                &r.tenant,
+                &r.name,
+                Some(r.version.as_str()),
+                Some(r.content.to_string()),
+                Some(r.hash.as_str()),
+            ),
+            Change::DeleteRuleSet { tenant, name } => row(tenant, name, None, None, None),
+            Change::PutTenant(t) => row(
+                &t.id,
+                "",
+                None,
+                Some(serde_json::to_string(t).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                None,
+            ),
+            Change::DeleteTenant { id } => row(id, "", None, None, None),
+        })
+    }
+}
+
+/// A `versions` row: seq, version, created_at_ms, source, hash.
+pub(crate) type VersionRow = (i64, Option<String>, i64, String, Option<String>);
+
+pub(crate) fn version_info(row: VersionRow) -> Result<VersionInfo, StoreError> {
+    let (seq, version, created_at_ms, source, hash) = row;
+    Ok(VersionInfo {
+        seq: seq_of(seq)?,
+        version: version.unwrap_or_default(),
+        created_at_ms,
+        source: Source::parse(&source),
+        hash: hash.unwrap_or_default(),
+    })
+}
+
+/// A `version` row: version, content, hash.
+pub(crate) type ContentRow = (Option<String>, Option<String>, Option<String>);
+
+pub(crate) fn stored_version(
+    tenant: &str,
+    name: &str,
+    seq: u64,
+    row: ContentRow,
+) -> Result<StoredRuleSet, StoreError> {
+    let (version, content, hash) = row;
+    let content =
+        content.ok_or_else(|| StoreError::Corrupt(format!("commit {seq} has no content")))?;
+    Ok(StoredRuleSet {
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+        version: version.unwrap_or_default(),
+        content: content.into(),
+        hash: hash.unwrap_or_default(),
+        seq,
+    })
+}
+
+/// A `file_cache` row: tenant, name, raw hash, content hash, size, mtime, checked at.
+pub(crate) type FileCacheRow = (String, String, String, String, i64, i64, i64);
+
+pub(crate) fn file_cache_of(rows: Vec<FileCacheRow>) -> FileCache {
+    rows.into_iter()
+        .map(
+            |(tenant, name, raw_hash, content_hash, size, mtime_ns, checked_at_ns)| {
+                let seen = FileSeen {
+                    raw_hash,
+                    content_hash,
+                    size: u64::try_from(size).unwrap_or(0),
+                    mtime_ns,
+                    checked_at_ns,
+                };
+                ((tenant, name), seen)
+            },
+        )
+        .collect()
+}
+
+/// A tenant's stored configuration.
+pub(crate) fn tenant_of(id: &str, content: &str) -> Result<TenantConfig, StoreError> {
+    serde_json::from_str(content).map_err(|e| StoreError::Corrupt(format!("tenant '{id}': {e}")))
+}
+
+pub(crate) fn seq_of(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative seq {v}")))
+}
+
+pub(crate) fn seq_param(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} out of range")))
 }
 
 /// Hex SHA-256 of canonical content.

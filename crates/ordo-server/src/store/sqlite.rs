@@ -1,80 +1,23 @@
 //! The embedded commit log: one SQLite file in WAL mode with `synchronous = FULL`,
 //! so a commit is on disk when `append` returns.
 
-use std::borrow::Cow;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::{
-    Change, Commit, FileCache, FileSeen, Source, State, StoreError, StoredRuleSet, VersionInfo,
+    Change, Commit, CommitRow, ContentRow, FileCache, FileCacheRow, State, StoreError,
+    StoredRuleSet, VersionInfo, VersionRow, file_cache_of, migrate, seq_of, stored_version,
+    tenant_of, version_info,
 };
-use crate::tenant::TenantConfig;
-
-/// The schema, embedded in the binary.
-#[derive(Debug)]
-struct Migrations;
-
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "commit log",
-        include_str!("../../migrations/sqlite/0001_commit_log.sql"),
-    ),
-    (
-        2,
-        "file cache",
-        include_str!("../../migrations/sqlite/0002_file_cache.sql"),
-    ),
-    (
-        3,
-        "file cache stat",
-        include_str!("../../migrations/sqlite/0003_file_cache_stat.sql"),
-    ),
-];
-
-impl MigrationSource<'static> for Migrations {
-    fn resolve(
-        self,
-    ) -> Pin<
-        Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send + 'static>,
-    > {
-        Box::pin(async {
-            Ok(MIGRATIONS
-                .iter()
-                .map(|(version, description, sql)| {
-                    Migration::new(
-                        *version,
-                        Cow::Borrowed(*description),
-                        MigrationType::Simple,
-                        Cow::Borrowed(*sql),
-                        false,
-                    )
-                })
-                .collect())
-        })
-    }
-}
 
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
-}
-
-fn seq_of(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative seq {v}")))
-}
-
-fn seq_param(seq: u64) -> Result<i64, StoreError> {
-    i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq} out of range")))
 }
 
 impl SqliteStore {
@@ -92,11 +35,31 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        Migrator::new(Migrations).await?.run(&pool).await?;
+        migrate::migrator(migrate::SQLITE).await?.run(&pool).await?;
         Ok(SqliteStore {
             pool,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The migration state of the database file at `path`, without changing it.
+    pub async fn migration_status(path: &Path) -> Result<migrate::MigrationStatus, StoreError> {
+        use sqlx::Connection;
+        if !path.exists() {
+            return migrate::status::<sqlx::SqliteConnection>(migrate::SQLITE, None).await;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .read_only(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+        let has_table: bool = sqlx::query_scalar(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        let status = migrate::status(migrate::SQLITE, has_table.then_some(&mut conn)).await;
+        let _ = conn.close().await;
+        status
     }
 
     pub fn path(&self) -> &Path {
@@ -146,15 +109,12 @@ impl SqliteStore {
                     .map_err(|_| StoreError::Corrupt(format!("rulesets: seq {seq}")))?,
             });
         }
-        let rows = sqlx::query("SELECT id, content FROM tenants ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            let content: String = row.try_get("content")?;
-            let tenant: TenantConfig = serde_json::from_str(&content)
-                .map_err(|e| StoreError::Corrupt(format!("tenant '{id}': {e}")))?;
-            state.tenants.push(tenant);
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, content FROM tenants ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        for (id, content) in rows {
+            state.tenants.push(tenant_of(&id, &content)?);
         }
         Ok(state)
     }
@@ -182,91 +142,59 @@ async fn insert(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     c: &Commit,
 ) -> Result<(), StoreError> {
-    let seq = seq_param(c.seq)?;
-    let (tenant, name, version, content, hash) = match &c.change {
-        Change::PutRuleSet(r) => (
-            r.tenant.as_str(),
-            r.name.as_str(),
-            Some(r.version.as_str()),
-            Some(r.content.to_string()),
-            Some(r.hash.as_str()),
-        ),
-        Change::DeleteRuleSet { tenant, name } => {
-            (tenant.as_str(), name.as_str(), None, None, None)
-        }
-        Change::PutTenant(t) => (
-            t.id.as_str(),
-            "",
-            None,
-            Some(serde_json::to_string(t).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-            None,
-        ),
-        Change::DeleteTenant { id } => (id.as_str(), "", None, None, None),
-    };
+    let row = CommitRow::of(c)?;
     sqlx::query(
             "INSERT INTO commits (seq, id, created_at_ms, source, kind, tenant_id, name, version, content, hash)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(seq)
+        .bind(row.seq)
         .bind(&c.id)
         .bind(c.created_at_ms)
         .bind(c.source.as_str())
-        .bind(c.change.kind())
-        .bind(tenant)
-        .bind(name)
-        .bind(version)
-        .bind(content.as_deref())
-        .bind(hash)
+        .bind(row.kind)
+        .bind(row.tenant)
+        .bind(row.name)
+        .bind(row.version)
+        .bind(row.content.as_deref())
+        .bind(row.hash)
         .execute(&mut **tx)
         .await?;
-    match &c.change {
-        Change::PutRuleSet(r) => {
-            sqlx::query(
-                    "INSERT INTO rulesets (tenant_id, name, seq, version, content, hash) VALUES (?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (tenant_id, name) DO UPDATE SET
-                       seq = excluded.seq, version = excluded.version,
-                       content = excluded.content, hash = excluded.hash",
-                )
-                .bind(&r.tenant)
-                .bind(&r.name)
-                .bind(seq)
-                .bind(&r.version)
-                .bind(content.as_deref())
-                .bind(&r.hash)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Change::DeleteRuleSet { tenant, name } => {
+    let query = match &c.change {
+        Change::PutRuleSet(r) => sqlx::query(
+            "INSERT INTO rulesets (tenant_id, name, seq, version, content, hash) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET
+               seq = excluded.seq, version = excluded.version,
+               content = excluded.content, hash = excluded.hash",
+        )
+        .bind(row.tenant)
+        .bind(row.name)
+        .bind(row.seq)
+        .bind(&r.version)
+        .bind(row.content.as_deref())
+        .bind(&r.hash),
+        Change::DeleteRuleSet { .. } => {
             sqlx::query("DELETE FROM rulesets WHERE tenant_id = ? AND name = ?")
-                .bind(tenant)
-                .bind(name)
-                .execute(&mut **tx)
-                .await?;
+                .bind(row.tenant)
+                .bind(row.name)
         }
-        Change::PutTenant(t) => {
-            sqlx::query(
-                "INSERT INTO tenants (id, seq, content) VALUES (?, ?, ?)
-                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, content = excluded.content",
-            )
-            .bind(&t.id)
-            .bind(seq)
-            .bind(content.as_deref())
-            .execute(&mut **tx)
-            .await?;
+        Change::PutTenant(_) => sqlx::query(
+            "INSERT INTO tenants (id, seq, content) VALUES (?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, content = excluded.content",
+        )
+        .bind(row.tenant)
+        .bind(row.seq)
+        .bind(row.content.as_deref()),
+        Change::DeleteTenant { .. } => {
+            sqlx::query("DELETE FROM tenants WHERE id = ?").bind(row.tenant)
         }
-        Change::DeleteTenant { id } => {
-            sqlx::query("DELETE FROM tenants WHERE id = ?")
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
+    };
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
 impl SqliteStore {
     pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<VersionRow> = sqlx::query_as(
             "SELECT seq, version, created_at_ms, source, hash FROM commits
              WHERE tenant_id = ? AND name = ? AND kind = 'ruleset_put' ORDER BY seq DESC",
         )
@@ -274,22 +202,7 @@ impl SqliteStore {
         .bind(name)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let source: String = row.try_get("source")?;
-                Ok(VersionInfo {
-                    seq: seq_of(row.try_get("seq")?)?,
-                    version: row
-                        .try_get::<Option<String>, _>("version")?
-                        .unwrap_or_default(),
-                    created_at_ms: row.try_get("created_at_ms")?,
-                    source: Source::parse(&source),
-                    hash: row
-                        .try_get::<Option<String>, _>("hash")?
-                        .unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.into_iter().map(version_info).collect()
     }
 
     pub async fn version(
@@ -301,7 +214,7 @@ impl SqliteStore {
         let Ok(seq_value) = i64::try_from(seq) else {
             return Ok(None);
         };
-        let row = sqlx::query(
+        let row: Option<ContentRow> = sqlx::query_as(
             "SELECT version, content, hash FROM commits
              WHERE seq = ? AND tenant_id = ? AND name = ? AND kind = 'ruleset_put'",
         )
@@ -310,44 +223,17 @@ impl SqliteStore {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let content: Option<String> = row.try_get("content")?;
-        let content =
-            content.ok_or_else(|| StoreError::Corrupt(format!("commit {seq} has no content")))?;
-        Ok(Some(StoredRuleSet {
-            tenant: tenant.to_string(),
-            name: name.to_string(),
-            version: row
-                .try_get::<Option<String>, _>("version")?
-                .unwrap_or_default(),
-            content: content.into(),
-            hash: row
-                .try_get::<Option<String>, _>("hash")?
-                .unwrap_or_default(),
-            seq,
-        }))
+        row.map(|row| stored_version(tenant, name, seq, row))
+            .transpose()
     }
 
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<FileCacheRow> = sqlx::query_as(
             "SELECT tenant_id, name, raw_hash, content_hash, size, mtime_ns, checked_at_ns FROM file_cache",
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut cache = FileCache::new();
-        for row in rows {
-            cache.insert(
-                (row.try_get("tenant_id")?, row.try_get("name")?),
-                FileSeen {
-                    raw_hash: row.try_get("raw_hash")?,
-                    content_hash: row.try_get("content_hash")?,
-                    size: u64::try_from(row.try_get::<i64, _>("size")?).unwrap_or(0),
-                    mtime_ns: row.try_get("mtime_ns")?,
-                    checked_at_ns: row.try_get("checked_at_ns")?,
-                },
-            );
-        }
-        Ok(cache)
+        Ok(file_cache_of(rows))
     }
 
     pub async fn save_file_cache(&self, cache: &FileCache) -> Result<(), StoreError> {

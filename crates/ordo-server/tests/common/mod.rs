@@ -2,6 +2,8 @@
 //! over HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,11 +46,19 @@ impl Server {
         Self::try_start(args).unwrap_or_else(|log| panic!("server did not start:\n{log}"))
     }
 
-    /// Starts the server; on failure returns its output.
+    /// Starts the server; on failure returns its output. In a test running on
+    /// PostgreSQL (see [`postgres::run`]) a server given no `--database-url` gets the
+    /// test's database for its rules directory, and is waited for until ready.
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        let database = postgres::database_for(args);
         let mut child = Command::new(BIN)
             .args(["--host", "127.0.0.1", "--port", "0", "--log-level", "info"])
             .args(args)
+            .args(
+                database
+                    .iter()
+                    .flat_map(|url| ["--database-url", url.as_str(), "--auto-migrate"]),
+            )
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -83,7 +93,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                return Ok(Server {
+                let server = Server {
                     child: Some(child),
                     base: addr,
                     log,
@@ -91,7 +101,11 @@ impl Server {
                         .timeout(Duration::from_secs(30))
                         .build()
                         .unwrap(),
-                });
+                };
+                if database.is_some() {
+                    server.wait_ready(Duration::from_secs(20))?;
+                }
+                return Ok(server);
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(100));
@@ -101,6 +115,21 @@ impl Server {
                 let _ = child.kill();
                 return Err(format!("no listening line\n{}", log.lock().unwrap()));
             }
+        }
+    }
+
+    /// Polls `/healthz/ready` until it answers 200.
+    pub fn wait_ready(&self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let r = self.get("/healthz/ready");
+            if r.status == 200 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready: {}\n{}", r.text, self.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(25));
         }
     }
 
