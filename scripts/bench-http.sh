@@ -5,6 +5,7 @@
 #   scripts/bench-http.sh [duration, default 10s] [connections, default 32]
 #
 # Also measures write latency (POST of a ruleset, durable commit) and the server's RSS.
+# ORDO_BENCH_FLAGS adds server flags, e.g. "--database-url postgres://... --auto-migrate".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -26,6 +27,12 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 [ -n "$ADDR" ] || { cat "$WORK/log"; exit 1; }
+# With PostgreSQL (ORDO_BENCH_FLAGS="--database-url postgres://... --auto-migrate") the
+# server listens before its log is loaded.
+for _ in $(seq 200); do
+  curl -sf "$ADDR/healthz/ready" >/dev/null && break
+  sleep 0.05
+done
 
 cat >"$WORK/post.lua" <<LUA
 wrk.method = "POST"

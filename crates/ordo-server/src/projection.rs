@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::{ArcSwap, Guard};
 use metrics::{Counter, Histogram};
-use ordo_core::CompiledRuleSet;
+use ordo_core::{CompiledRuleSet, RuleSet};
 
 use crate::store::StoredRuleSet;
 use crate::tenant::{Limiter, TenantConfig};
@@ -61,12 +61,22 @@ impl ExecMetrics {
     }
 }
 
-/// One compiled ruleset and what it was compiled from.
-pub struct Entry {
-    pub compiled: CompiledRuleSet,
-    pub stored: StoredRuleSet,
+/// A ruleset as compiled, with what the listing shows of its model.
+pub struct Compiled {
+    pub rules: CompiledRuleSet,
     pub description: String,
+}
+
+/// One ruleset: what is stored, and its compiled form.
+///
+/// Written rulesets are compiled before their commit (a write that does not compile is
+/// refused). Rulesets read back from the log at start were compiled when written, so
+/// they are compiled on first use (or by the warm-up that follows readiness) instead of
+/// holding the start back.
+pub struct Entry {
+    pub stored: StoredRuleSet,
     pub metrics: ExecMetrics,
+    compiled: OnceLock<Result<Compiled, String>>,
 }
 
 impl Entry {
@@ -75,14 +85,52 @@ impl Entry {
         compiled: CompiledRuleSet,
         description: String,
     ) -> Arc<Entry> {
-        let metrics = ExecMetrics::new(&stored.tenant, &stored.name);
-        Arc::new(Entry {
-            compiled,
-            stored,
+        let entry = Entry::from_log(stored);
+        let _ = entry.compiled.set(Ok(Compiled {
+            rules: compiled,
             description,
-            metrics,
-        })
+        }));
+        Arc::new(entry)
     }
+
+    /// An entry whose content is compiled when first needed.
+    pub fn from_log(stored: StoredRuleSet) -> Entry {
+        Entry {
+            metrics: ExecMetrics::new(&stored.tenant, &stored.name),
+            stored,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// The compiled ruleset. A stored ruleset that no longer compiles (which only a
+    /// changed engine could cause) is reported once and answers with the reason.
+    #[inline]
+    pub fn compiled(&self) -> Result<&Compiled, &str> {
+        self.compiled
+            .get_or_init(|| compile_stored(&self.stored))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+fn compile_stored(stored: &StoredRuleSet) -> Result<Compiled, String> {
+    let compiled = RuleSet::from_json(&stored.content)
+        .map_err(|e| e.to_string())
+        .and_then(|model| {
+            let rules = model.compile().map_err(|e| e.to_string())?;
+            let description = model.config.description().to_string();
+            Ok(Compiled { rules, description })
+        });
+    compiled.map_err(|e| {
+        tracing::error!(
+            tenant = %stored.tenant, ruleset = %stored.name, error = %e,
+            "stored ruleset does not compile"
+        );
+        format!(
+            "stored ruleset '{}' does not compile with this version of the engine: {e}",
+            stored.name
+        )
+    })
 }
 
 /// A tenant: its configuration, rate limiter and rulesets.

@@ -520,3 +520,41 @@ on_postgres!(
     kill_9_during_a_write_storm_loses_nothing_acknowledged,
     file_import_respects_tenants_and_their_quotas,
 );
+
+/// Rulesets read back from the log compile on first use. One that no longer compiles
+/// (only a changed engine could cause it; simulated here by editing the database) is
+/// reported with its reason, and the others are served as usual.
+#[test]
+fn a_stored_ruleset_that_no_longer_compiles_is_reported_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    assert_eq!(s.post("/api/v1/rulesets", &ruleset("good", "1.0.0", "G")).status, 201);
+    assert_eq!(s.post("/api/v1/rulesets", &ruleset("bad", "1.0.0", "B")).status, 201);
+    drop(s);
+    let mut broken = ruleset("bad", "1.0.0", "B");
+    broken["steps"]["check"]["default_next"] = json!("nowhere");
+    let db = dir.path().join(".ordo/ordo.db");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+                .await
+                .unwrap();
+            sqlx::query("UPDATE rulesets SET content = ? WHERE name = 'bad'")
+                .bind(broken.to_string())
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
+    // The file and the hash column still say the content is current, so the start
+    // serves the edited log rather than importing the file again.
+    let s = start(dir.path(), &[]);
+    let r = s.post("/api/v1/execute/good", &json!({"input": {"x": 1}}));
+    assert_eq!(r.json()["code"], "G");
+    let r = s.post("/api/v1/execute/bad", &json!({"input": {"x": 1}}));
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(r.text.contains("does not compile"), "{}", r.text);
+}

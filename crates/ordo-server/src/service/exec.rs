@@ -140,7 +140,10 @@ impl Service {
             timeout: tenant.config.execution_timeout(),
         };
         let started = Instant::now();
-        let result = entry.compiled.execute_with(input, &options);
+        let compiled = entry
+            .compiled()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let result = compiled.rules.execute_with(input, &options);
         let elapsed = started.elapsed();
         let metrics = entry.metrics.get();
         metrics.duration.record(elapsed);

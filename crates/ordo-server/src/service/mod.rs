@@ -16,13 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ordo_core::RuleSet;
-
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::projection::{Catalog, Entry, Projection, TenantView};
 use crate::rules_dir::{FileProblem, PendingFile, RulesDir};
-use crate::store::{Commit, Location, Source, StorageInfo, Store, StoredRuleSet};
+use crate::store::{Commit, Location, Source, StorageInfo, Store};
 
 pub use exec::{BatchOptions, Executed, TestCase};
 pub use rules::{PutOutcome, PutStatus, ReloadReport, RollbackOutcome, Versions};
@@ -206,6 +204,7 @@ impl Service {
             );
         }
         self.attached.store(true, Ordering::SeqCst);
+        warm_up(self.catalog_full());
         Ok(())
     }
 
@@ -449,6 +448,7 @@ impl Service {
                 "the commit log holds commits this instance did not apply; serving its state"
             );
             self.projection.store(build_catalog(&self.config(), &state));
+            warm_up(self.catalog_full());
             if self.files.is_some() {
                 self.files_lagging.store(true, Ordering::SeqCst);
             }
@@ -595,9 +595,8 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Builds the catalog of a stored state. A stored ruleset that no longer compiles (which
-/// only a changed engine could cause) is reported and left out rather than stopping the
-/// server.
+/// Builds the catalog of a stored state. Nothing is compiled here: entries compile on
+/// first use or in the [`warm_up`] that follows.
 fn build_catalog(config: &Config, state: &crate::store::State) -> Catalog {
     let mut catalog = Catalog {
         seq: state.seq,
@@ -614,28 +613,9 @@ fn build_catalog(config: &Config, state: &crate::store::State) -> Catalog {
             Arc::new(TenantView::new(tenant.clone(), None, true)),
         );
     }
-    // Compiling is the bulk of a restart: spread it over the cores.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = state.rulesets.len().div_ceil(threads).max(1);
-    let compiled: Vec<Arc<Entry>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = state
-            .rulesets
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .filter_map(compile_or_report)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
     let mut edit = catalog.edit();
-    for entry in compiled {
+    for stored in &state.rulesets {
+        let entry = Arc::new(Entry::from_log(stored.clone()));
         if edit.tenant(&entry.stored.tenant).is_none() {
             tracing::error!(tenant = %entry.stored.tenant, "rulesets stored for a tenant that does not exist");
             continue;
@@ -645,27 +625,27 @@ fn build_catalog(config: &Config, state: &crate::store::State) -> Catalog {
     edit.finish(state.seq)
 }
 
-fn compile_or_report(stored: &StoredRuleSet) -> Option<Arc<Entry>> {
-    compile_stored(stored)
-        .map_err(|e| {
-            tracing::error!(
-                tenant = %stored.tenant, ruleset = %stored.name, error = %e,
-                "stored ruleset does not compile; not served"
-            )
-        })
-        .ok()
-}
-
-fn compile_stored(stored: &StoredRuleSet) -> Result<Arc<Entry>> {
-    let model = RuleSet::from_json(&stored.content).map_err(|e| Error::Internal(e.to_string()))?;
-    let compiled = model
-        .compile()
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    let mut stored = stored.clone();
-    stored.version = model.config.version().to_string();
-    Ok(Entry::new(
-        stored,
-        compiled,
-        model.config.description().to_string(),
-    ))
+/// Compiles every entry not compiled yet, on a thread of its own, so that the first
+/// executions after a start find their rulesets compiled.
+fn warm_up(catalog: Arc<Catalog>) {
+    let spawned = std::thread::Builder::new()
+        .name("warm-up".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let mut n = 0usize;
+            for tenant in catalog.tenants.values() {
+                for entry in tenant.rulesets.values() {
+                    let _ = entry.compiled();
+                    n += 1;
+                }
+            }
+            tracing::debug!(
+                rulesets = n,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "rulesets compiled"
+            );
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the warm-up thread; rulesets compile on first use");
+    }
 }

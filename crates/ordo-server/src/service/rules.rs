@@ -182,12 +182,18 @@ impl Service {
         let mut list: Vec<_> = tenant
             .rulesets
             .values()
-            .map(|e| RuleSetSummary {
-                name: e.stored.name.clone(),
-                version: e.stored.version.clone(),
-                description: e.description.clone(),
-                step_count: e.compiled.step_count(),
-                seq: e.stored.seq,
+            .map(|e| {
+                let (description, step_count) = match e.compiled() {
+                    Ok(c) => (c.description.clone(), c.rules.step_count()),
+                    Err(_) => (String::new(), 0),
+                };
+                RuleSetSummary {
+                    name: e.stored.name.clone(),
+                    version: e.stored.version.clone(),
+                    description,
+                    step_count,
+                    seq: e.stored.seq,
+                }
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));

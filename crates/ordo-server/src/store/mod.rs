@@ -179,8 +179,7 @@ pub struct Commit {
 pub struct State {
     /// Seq of the last commit (0 for an empty log).
     pub seq: u64,
-    /// Current rulesets; `version` may be empty (it is read from the content when the
-    /// ruleset is compiled).
+    /// Current rulesets.
     pub rulesets: Vec<StoredRuleSet>,
     pub tenants: Vec<TenantConfig>,
 }

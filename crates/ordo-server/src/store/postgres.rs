@@ -98,8 +98,8 @@ impl PgStore {
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM commits")
             .fetch_one(&mut *tx)
             .await?;
-        let rows: Vec<(String, String, i64, String, String)> = sqlx::query_as(
-            "SELECT tenant_id, name, seq, hash, content FROM rulesets ORDER BY tenant_id, name",
+        let rows: Vec<(String, String, i64, String, String, String)> = sqlx::query_as(
+            "SELECT tenant_id, name, seq, hash, version, content FROM rulesets ORDER BY tenant_id, name",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -112,11 +112,11 @@ impl PgStore {
             seq: seq_of(seq)?,
             ..State::default()
         };
-        for (tenant, name, seq, hash, content) in rows {
+        for (tenant, name, seq, hash, version, content) in rows {
             state.rulesets.push(StoredRuleSet {
                 tenant,
                 name,
-                version: String::new(),
+                version,
                 content: content.into(),
                 hash,
                 seq: seq_of(seq)?,

@@ -81,27 +81,30 @@ impl SqliteStore {
         // All current rulesets in one value, one per line, fields separated by tabs:
         // handing thousands of rows one by one from the database thread costs several
         // times more than the data. No field can hold a tab or a newline: tenant and name
-        // are validated names, seq a number, hash hex, content compact JSON. The version
-        // is read from the content when it is compiled.
+        // are validated names, seq a number, hash hex, the version a JSON string literal
+        // (json_quote escapes control characters), content compact JSON.
         let all: Option<String> = sqlx::query_scalar(
             "SELECT group_concat(tenant_id || char(9) || name || char(9) || seq || char(9)
-                                 || hash || char(9) || content, char(10))
+                                 || hash || char(9) || json_quote(version) || char(9) || content,
+                                 char(10))
              FROM (SELECT * FROM rulesets ORDER BY tenant_id, name)",
         )
         .fetch_one(&self.pool)
         .await?;
         for line in all.as_deref().unwrap_or_default().lines() {
-            let mut fields = line.splitn(5, '\t');
+            let mut fields = line.splitn(6, '\t');
             let mut next = || {
                 fields
                     .next()
                     .ok_or_else(|| StoreError::Corrupt("rulesets: malformed row".into()))
             };
-            let (tenant, name, seq, hash, content) = (next()?, next()?, next()?, next()?, next()?);
+            let (tenant, name, seq, hash) = (next()?, next()?, next()?, next()?);
+            let (version, content) = (next()?, next()?);
             state.rulesets.push(StoredRuleSet {
                 tenant: tenant.to_string(),
                 name: name.to_string(),
-                version: String::new(),
+                version: serde_json::from_str(version)
+                    .map_err(|_| StoreError::Corrupt(format!("rulesets: version {version}")))?,
                 content: content.into(),
                 hash: hash.to_string(),
                 seq: seq
@@ -227,12 +230,35 @@ impl SqliteStore {
             .transpose()
     }
 
+    /// The file cache, fetched as one value (as in [`SqliteStore::load`]): no field can
+    /// hold a tab or a newline (names, hex hashes, numbers).
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
-        let rows: Vec<FileCacheRow> = sqlx::query_as(
-            "SELECT tenant_id, name, raw_hash, content_hash, size, mtime_ns, checked_at_ns FROM file_cache",
+        let all: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(tenant_id || char(9) || name || char(9) || raw_hash || char(9)
+                                 || content_hash || char(9) || size || char(9) || mtime_ns
+                                 || char(9) || checked_at_ns, char(10))
+             FROM file_cache",
         )
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
+        let malformed = || StoreError::Corrupt("file_cache: malformed row".into());
+        let mut rows: Vec<FileCacheRow> = Vec::new();
+        for line in all.as_deref().unwrap_or_default().lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [tenant, name, raw, content, size, mtime, checked] = f[..] else {
+                return Err(malformed());
+            };
+            let int = |v: &str| v.parse::<i64>().map_err(|_| malformed());
+            rows.push((
+                tenant.to_string(),
+                name.to_string(),
+                raw.to_string(),
+                content.to_string(),
+                int(size)?,
+                int(mtime)?,
+                int(checked)?,
+            ));
+        }
         Ok(file_cache_of(rows))
     }
 
