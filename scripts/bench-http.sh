@@ -12,8 +12,13 @@ DURATION=${1:-10s}
 CONNS=${2:-32}
 DATA=crates/ordo-core/benches/data
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-cargo build --release -p ordo-server --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/ordo-server
+# ORDO_BENCH_BIN runs a given binary instead (to compare two builds on the same machine).
+if [ -n "${ORDO_BENCH_BIN:-}" ]; then
+  BIN=$ORDO_BENCH_BIN
+else
+  cargo build --release -p ordo-server --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release/ordo-server
+fi
 
 WORK=$(mktemp -d)
 trap 'kill $PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT

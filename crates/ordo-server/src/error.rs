@@ -18,6 +18,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Conflict(String),
+    /// A write sent to a reader.
+    #[error("this instance is a read-only reader; mutations must be sent to the writer")]
+    ReadOnly { writer: Option<String> },
     /// A quota (such as a tenant's `max_rules`) would be exceeded.
     #[error("{0}")]
     Forbidden(String),

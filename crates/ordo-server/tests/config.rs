@@ -50,6 +50,12 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 /// A value for every key, unlike its default, as file value and as text.
 fn samples() -> Vec<(&'static str, Value, &'static str)> {
     vec![
+        ("role", json!("writer"), "writer"),
+        (
+            "writer_addr",
+            json!("http://writer:8080"),
+            "http://writer:8080",
+        ),
         ("host", json!("127.0.0.1"), "127.0.0.1"),
         ("port", json!(9123), "9123"),
         ("rules_dir", json!("/tmp/somewhere"), "/tmp/somewhere"),

@@ -528,8 +528,16 @@ on_postgres!(
 fn a_stored_ruleset_that_no_longer_compiles_is_reported_not_served() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), &[]);
-    assert_eq!(s.post("/api/v1/rulesets", &ruleset("good", "1.0.0", "G")).status, 201);
-    assert_eq!(s.post("/api/v1/rulesets", &ruleset("bad", "1.0.0", "B")).status, 201);
+    assert_eq!(
+        s.post("/api/v1/rulesets", &ruleset("good", "1.0.0", "G"))
+            .status,
+        201
+    );
+    assert_eq!(
+        s.post("/api/v1/rulesets", &ruleset("bad", "1.0.0", "B"))
+            .status,
+        201
+    );
     drop(s);
     let mut broken = ruleset("bad", "1.0.0", "B");
     broken["steps"]["check"]["default_next"] = json!("nowhere");

@@ -60,6 +60,10 @@ pub enum ConfigAction {
 /// reported together. Unset flags leave lower sources alone.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Flags {
+    #[arg(long, global = true, value_name = "standalone|writer|reader")]
+    pub role: Option<String>,
+    #[arg(long, global = true, value_name = "URL")]
+    pub writer_addr: Option<String>,
     #[arg(long, global = true, value_name = "ADDR")]
     pub host: Option<String>,
     #[arg(short = 'p', long, global = true)]
@@ -119,7 +123,9 @@ pub struct Flags {
 impl Flags {
     /// The flags given, as `(key, text)`.
     pub fn given(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 19] = [
+        let all: [(&'static str, &Option<String>); 21] = [
+            ("role", &self.role),
+            ("writer_addr", &self.writer_addr),
             ("host", &self.host),
             ("port", &self.port),
             ("rules_dir", &self.rules_dir),

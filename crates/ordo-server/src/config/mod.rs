@@ -23,6 +23,7 @@ pub use load::{ConfigError, Problem, docs_table, env_var, flag_name, load, schem
 /// Keys that a configuration reload cannot change: they shape what was opened, bound or
 /// started. A reload that changes one is refused as a whole.
 pub const RESTART_KEYS: &[&str] = &[
+    "role",
     "host",
     "port",
     "rules_dir",
@@ -34,6 +35,28 @@ pub const RESTART_KEYS: &[&str] = &[
     "instance_id",
     "log_format",
 ];
+
+/// What an instance does with writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// One instance, reading and writing.
+    Standalone,
+    /// The one instance that accepts writes for a deployment.
+    Writer,
+    /// Serves reads and executions; answers every write with 409 `read_only`.
+    Reader,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+        }
+    }
+}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -47,6 +70,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Instance role: standalone, writer, or reader.
+    pub role: Role,
+    /// Writer address included in reader 409 responses.
+    #[schemars(length(min = 1))]
+    pub writer_addr: Option<String>,
     /// Address to listen on.
     pub host: IpAddr,
     /// HTTP port (0 picks a free one).
@@ -110,6 +138,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
+            role: Role::Standalone,
+            writer_addr: None,
             host: IpAddr::from([0, 0, 0, 0]),
             port: 8080,
             rules_dir: None,
@@ -151,6 +181,37 @@ impl Config {
                 "database_url",
                 format!("{:?}", crate::store::redact_url(url)),
                 reason,
+            );
+        }
+        if let Some(addr) = &self.writer_addr
+            && !matches!(url::Url::parse(addr), Ok(u) if matches!(u.scheme(), "http" | "https"))
+        {
+            bad(
+                "writer_addr",
+                format!("{addr:?}"),
+                "must be an http:// or https:// URL, as in http://writer:8080".into(),
+            );
+        }
+        if self.role == Role::Reader && self.rules_dir.is_some() {
+            // A reader never writes the authority's store or files; reading a shared
+            // directory comes with the rules-dir watcher.
+            bad(
+                "rules_dir",
+                self.rules_dir
+                    .as_deref()
+                    .map(|p| format!("{:?}", p.display().to_string()))
+                    .unwrap_or_default(),
+                "a reader cannot take a rules directory yet (it would own it as its store)".into(),
+            );
+        }
+        if self.role == Role::Reader && self.database_url.is_some() {
+            bad(
+                "database_url",
+                format!(
+                    "{:?}",
+                    crate::store::redact_url(self.database_url.as_deref().unwrap_or_default())
+                ),
+                "a reader has no store of its own: its catalog follows the writer".into(),
             );
         }
         if let Err(e) = ordo_core::validate_name(&self.default_tenant) {

@@ -15,7 +15,14 @@ pub struct ApiError {
     /// Extra fields merged into the body.
     pub details: Map<String, Value>,
     pub retry_after_secs: Option<u64>,
+    /// The reader's 409, whose body the deployment specification fixes:
+    /// `{"error":"read_only","message":"...","writer":"..."}` (no `code`).
+    read_only: bool,
 }
+
+/// What a reader answers to every write.
+pub const READ_ONLY_MESSAGE: &str =
+    "This instance is a read-only reader. Mutations must be sent to the writer.";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
@@ -25,7 +32,16 @@ impl ApiError {
             message: message.into(),
             details: Map::new(),
             retry_after_secs: None,
+            read_only: false,
         }
+    }
+
+    /// The reader's answer to a write; `writer` is `--writer-addr`, else `unknown`.
+    pub fn read_only(writer: Option<&str>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::CONFLICT, "READ_ONLY", READ_ONLY_MESSAGE)
+            .with("writer", json!(writer.unwrap_or("unknown")));
+        e.read_only = true;
+        e
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -36,7 +52,7 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
-    fn with(mut self, key: &str, value: Value) -> ApiError {
+    pub fn with(mut self, key: &str, value: Value) -> ApiError {
         self.details.insert(key.to_string(), value);
         self
     }
@@ -56,6 +72,7 @@ impl From<Error> for ApiError {
                 ApiError::bad_request(message).with("errors", Value::Array(list))
             }
             Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", message),
+            Error::ReadOnly { writer } => ApiError::read_only(writer.as_deref()),
             Error::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message),
             Error::RateLimited {
                 retry_after_secs, ..
@@ -109,7 +126,11 @@ impl From<QueryRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = Map::with_capacity(self.details.len() + 2);
-        body.insert("code".into(), Value::String(self.code.into()));
+        if self.read_only {
+            body.insert("error".into(), Value::String("read_only".into()));
+        } else {
+            body.insert("code".into(), Value::String(self.code.into()));
+        }
         body.insert("message".into(), Value::String(self.message));
         body.extend(self.details);
         let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();

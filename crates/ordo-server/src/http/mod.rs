@@ -28,6 +28,7 @@ use tracing::Instrument;
 
 pub use error::ApiError;
 
+use crate::config::Role;
 use crate::service::Service;
 
 /// What every handler can reach. One `Arc`, because every layer clones it per request.
@@ -284,7 +285,7 @@ async fn api_gate(State(state): State<AppState>, req: Request, next: Next) -> Re
     let config = state.service.config();
     if config.api_token.is_empty() {
         drop(config);
-        return next.run(req).await;
+        return writes_allowed(&state, req, next).await;
     }
     let headers = req.headers();
     let presented = headers
@@ -309,10 +310,38 @@ async fn api_gate(State(state): State<AppState>, req: Request, next: Next) -> Re
     }
     drop(config);
     if bool::from(ok) {
-        next.run(req).await
+        writes_allowed(&state, req, next).await
     } else {
         unauthorized("the API token is not valid")
     }
+}
+
+/// A reader answers every write with its 409 before reading the body, so that even a
+/// malformed write learns where the writer is. Executions, evaluations and rule tests
+/// are reads, whatever their method; so is a reload, which re-reads the instance's own
+/// sources.
+async fn writes_allowed(state: &AppState, req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::GET && state.service.config().role == Role::Reader {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let read = matches!(
+            route,
+            Some(
+                "/api/v1/execute/{name}"
+                    | "/api/v1/execute/{name}/batch"
+                    | "/api/v1/eval"
+                    | "/api/v1/rulesets/{name}/test"
+                    | "/api/v1/admin/reload"
+            )
+        );
+        if !read {
+            let writer = state.service.config().writer_addr.clone();
+            return ApiError::read_only(writer.as_deref()).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 fn unauthorized(message: &str) -> Response {

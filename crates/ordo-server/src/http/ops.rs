@@ -24,7 +24,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
     let storage = svc.storage_info();
     let body = json!({
         "status": status,
-        "role": "standalone",
+        "role": svc.config().role.as_str(),
         "instance_id": svc.instance_id(),
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": svc.uptime_seconds(),

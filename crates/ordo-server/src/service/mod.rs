@@ -396,6 +396,17 @@ impl Service {
         }
     }
 
+    /// Refuses writes on a reader: only the writer (or a standalone instance) commits.
+    pub fn writable(&self) -> Result<()> {
+        let config = self.config();
+        if config.role == crate::config::Role::Reader {
+            return Err(Error::ReadOnly {
+                writer: config.writer_addr.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Logs a failed append. A lost database also makes the instance not ready; when
     /// the database's head is uncertain, writes wait for [`Service::resync`].
     fn commit_failed(&self, e: crate::store::StoreError) -> Error {
@@ -422,6 +433,7 @@ impl Service {
 
     /// Appends commits in one transaction, unless the database's head is uncertain.
     async fn append_all(&self, commits: &[Commit]) -> Result<()> {
+        self.writable()?;
         if self.resync_needed.load(Ordering::SeqCst) {
             return Err(Error::Unavailable(
                 "re-reading the commit log after a failed write; retry shortly".into(),
