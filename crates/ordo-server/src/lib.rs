@@ -19,5 +19,6 @@ pub mod rules_dir;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tenant;

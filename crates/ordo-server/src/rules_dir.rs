@@ -97,6 +97,11 @@ pub struct PendingFile {
 }
 
 impl PendingFile {
+    /// The file this change makes or removes.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// Makes the change visible (after the commit is durable).
     pub fn finish(self) -> io::Result<()> {
         if self.delete {
@@ -140,8 +145,30 @@ impl RulesDir {
         })
     }
 
+    /// Opens a directory another instance owns, to read it only: nothing is created.
+    pub fn open_read_only(root: &Path, default_tenant: &str) -> RulesDir {
+        RulesDir {
+            root: root.to_path_buf(),
+            default_tenant: default_tenant.to_string(),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether a changed path can hold a ruleset (not the state directory, not a staged
+    /// or hidden file): what a watcher reacts to.
+    pub fn is_ruleset_path(&self, path: &Path) -> bool {
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return false;
+        };
+        let hidden = rel
+            .components()
+            .any(|c| c.as_os_str().to_str().is_some_and(|s| s.starts_with('.')));
+        !hidden
+            && (Format::of(path).is_some()
+                || rel.starts_with(TENANTS_DIR) && path.extension().is_none())
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -59,6 +59,7 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
         ("host", json!("127.0.0.1"), "127.0.0.1"),
         ("port", json!(9123), "9123"),
         ("rules_dir", json!("/tmp/somewhere"), "/tmp/somewhere"),
+        ("watch_rules", json!(true), "true"),
         (
             "database_url",
             json!("postgres://ordo@db.example:5432/ordo"),
@@ -104,15 +105,17 @@ fn every_key_can_come_from_a_file_the_environment_or_a_flag() {
     let from_file = show(&["-c", &path], &[]);
     for (key, _, text) in samples() {
         let var = ordo_server::config::env_var(key);
-        // A burst needs a rate to go with it.
-        let (with_env, with_flag): (Vec<(&str, &str)>, Vec<&str>) = if key == "default_tenant_burst"
-        {
-            (
+        // A burst needs a rate to go with it; watching needs a directory.
+        let (with_env, with_flag): (Vec<(&str, &str)>, Vec<&str>) = match key {
+            "default_tenant_burst" => (
                 vec![("ORDO_DEFAULT_TENANT_QPS", "60")],
                 vec!["--default-tenant-qps=60"],
-            )
-        } else {
-            (Vec::new(), Vec::new())
+            ),
+            "watch_rules" => (
+                vec![("ORDO_RULES_DIR", "/tmp/somewhere")],
+                vec!["--rules-dir=/tmp/somewhere"],
+            ),
+            _ => (Vec::new(), Vec::new()),
         };
         let mut env = with_env.clone();
         env.push((&var, text));

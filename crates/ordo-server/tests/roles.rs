@@ -119,15 +119,11 @@ fn writer_and_standalone_accept_writes_and_show_their_role() {
 #[test]
 fn role_settings_that_cannot_work_stop_the_server() {
     let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}/x.db", dir.path().display());
     for (args, expected) in [
         (
-            vec![
-                "--role",
-                "reader",
-                "--rules-dir",
-                dir.path().to_str().unwrap(),
-            ],
-            "rules_dir",
+            vec!["--role", "reader", "--database-url", db.as_str()],
+            "database_url",
         ),
         (vec!["--role", "primary"], "role"),
         (

@@ -70,6 +70,16 @@ pub struct Flags {
     pub port: Option<String>,
     #[arg(long, global = true, value_name = "DIR")]
     pub rules_dir: Option<String>,
+    /// `--watch-rules` alone means true.
+    #[arg(
+        long,
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub watch_rules: Option<String>,
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
     /// `--auto-migrate` alone means true.
@@ -123,12 +133,13 @@ pub struct Flags {
 impl Flags {
     /// The flags given, as `(key, text)`.
     pub fn given(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 21] = [
+        let all: [(&'static str, &Option<String>); 22] = [
             ("role", &self.role),
             ("writer_addr", &self.writer_addr),
             ("host", &self.host),
             ("port", &self.port),
             ("rules_dir", &self.rules_dir),
+            ("watch_rules", &self.watch_rules),
             ("database_url", &self.database_url),
             ("auto_migrate", &self.auto_migrate),
             ("multi_tenancy_enabled", &self.multi_tenancy_enabled),

@@ -27,6 +27,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "host",
     "port",
     "rules_dir",
+    "watch_rules",
     "database_url",
     "auto_migrate",
     "multi_tenancy_enabled",
@@ -83,6 +84,10 @@ pub struct Config {
     /// Rules directory: rulesets are read from and written to it as files, and (unless
     /// `database_url` says otherwise) the commit log lives in DIR/.ordo/.
     pub rules_dir: Option<PathBuf>,
+    /// Watch the rules directory and reload on change: a reader follows the writer's
+    /// files, a writer or standalone instance turns hand edits into commits. A 30 s poll
+    /// backs the watcher up (and replaces it where it cannot run).
+    pub watch_rules: bool,
     /// Where the commit log lives: `sqlite:PATH` or
     /// `postgres://USER:PASSWORD@HOST:PORT/DB`. Unset: `sqlite:DIR/.ordo/ordo.db` with a
     /// rules directory, otherwise in memory.
@@ -143,6 +148,7 @@ impl Default for Config {
             host: IpAddr::from([0, 0, 0, 0]),
             port: 8080,
             rules_dir: None,
+            watch_rules: false,
             database_url: None,
             auto_migrate: false,
             multi_tenancy_enabled: false,
@@ -192,18 +198,6 @@ impl Config {
                 "must be an http:// or https:// URL, as in http://writer:8080".into(),
             );
         }
-        if self.role == Role::Reader && self.rules_dir.is_some() {
-            // A reader never writes the authority's store or files; reading a shared
-            // directory comes with the rules-dir watcher.
-            bad(
-                "rules_dir",
-                self.rules_dir
-                    .as_deref()
-                    .map(|p| format!("{:?}", p.display().to_string()))
-                    .unwrap_or_default(),
-                "a reader cannot take a rules directory yet (it would own it as its store)".into(),
-            );
-        }
         if self.role == Role::Reader && self.database_url.is_some() {
             bad(
                 "database_url",
@@ -212,6 +206,13 @@ impl Config {
                     crate::store::redact_url(self.database_url.as_deref().unwrap_or_default())
                 ),
                 "a reader has no store of its own: its catalog follows the writer".into(),
+            );
+        }
+        if self.watch_rules && self.rules_dir.is_none() {
+            bad(
+                "watch_rules",
+                "true".into(),
+                "needs rules_dir (the directory to watch)".into(),
             );
         }
         if let Err(e) = ordo_core::validate_name(&self.default_tenant) {
@@ -243,6 +244,10 @@ impl Config {
 
     /// Where the commit log lives.
     pub fn store_location(&self) -> Result<crate::store::Location, String> {
+        if self.role == Role::Reader {
+            // A reader's state follows the writer; its rules directory is the writer's.
+            return Ok(crate::store::Location::Memory);
+        }
         crate::store::Location::new(self.database_url.as_deref(), self.rules_dir.as_deref())
     }
 

@@ -38,7 +38,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
             "rulesets": catalog.ruleset_count(),
             "tenants": catalog.tenants.len(),
         },
-        "sync": {"mode": "none", "applied_seq": catalog.seq},
+        "sync": {
+            "mode": if svc.config().watch_rules { "rules_dir_watch" } else { "none" },
+            "applied_seq": catalog.seq,
+        },
         "checks": {
             "ready": not_ready.is_empty(),
             "not_ready_reasons": not_ready,

@@ -76,6 +76,8 @@ pub struct Service {
     file_cache: Mutex<crate::store::FileCache>,
     /// Files the last scan could not use (admin plane only).
     file_problems: Mutex<Vec<FileProblem>>,
+    /// Files this instance wrote in the last moments: the watcher ignores their events.
+    own_writes: Mutex<Vec<(std::path::PathBuf, Instant)>>,
     /// Exclusive lock on the rules directory, held for the process's lifetime.
     _dir_lock: Option<File>,
 }
@@ -94,7 +96,16 @@ impl Service {
         }
         let location = config.store_location().map_err(StartError::Config)?;
         let t0 = Instant::now();
+        let reader = config.role == crate::config::Role::Reader;
         let (files, dir_lock) = match &config.rules_dir {
+            // A reader reads the writer's directory and never writes to it.
+            Some(path) if reader => (
+                Some(Arc::new(RulesDir::open_read_only(
+                    path,
+                    &config.default_tenant,
+                ))),
+                None,
+            ),
             Some(path) => {
                 let dir_err = |source| StartError::RulesDir {
                     path: path.display().to_string(),
@@ -123,6 +134,7 @@ impl Service {
             files_lagging: AtomicBool::new(false),
             file_cache: Mutex::new(Default::default()),
             file_problems: Mutex::new(Vec::new()),
+            own_writes: Mutex::new(Vec::new()),
             _dir_lock: dir_lock,
         });
         match location {
@@ -161,7 +173,7 @@ impl Service {
         let opened = t0.elapsed();
         let state = store.load().await?;
         let loaded = t0.elapsed();
-        if let Some(dir) = &self.files {
+        if let Some(dir) = self.files.as_ref().filter(|_| !self.is_reader()) {
             let hashes: BTreeMap<(String, String), String> = state
                 .rulesets
                 .iter()
@@ -205,6 +217,11 @@ impl Service {
         }
         self.attached.store(true, Ordering::SeqCst);
         warm_up(self.catalog_full());
+        if self.config().watch_rules
+            && let Some(dir) = &self.files
+        {
+            crate::sync::rules_watch::spawn(self.clone(), dir.root().to_path_buf());
+        }
         Ok(())
     }
 
@@ -396,6 +413,32 @@ impl Service {
         }
     }
 
+    pub fn rules_dir_handle(&self) -> Option<&RulesDir> {
+        self.files.as_deref()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Whether `path` was written by this instance within the last second (the events
+    /// of its own writes are not hand edits).
+    pub fn is_own_write(&self, path: &std::path::Path) -> bool {
+        let mut own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
+        own.retain(|(_, at)| at.elapsed() < OWN_WRITE_WINDOW);
+        own.iter().any(|(p, _)| p == path)
+    }
+
+    fn note_own_write(&self, path: std::path::PathBuf) {
+        let mut own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
+        own.retain(|(_, at)| at.elapsed() < OWN_WRITE_WINDOW);
+        own.push((path, Instant::now()));
+    }
+
+    pub fn is_reader(&self) -> bool {
+        self.config().role == crate::config::Role::Reader
+    }
+
     /// Refuses writes on a reader: only the writer (or a standalone instance) commits.
     pub fn writable(&self) -> Result<()> {
         let config = self.config();
@@ -526,6 +569,9 @@ impl Service {
         audit(&commit);
         metrics::counter!("ordo_commits_total", "source" => source.as_str()).increment(1);
         *head = commit.seq;
+        if let Some(file) = &file {
+            self.note_own_write(file.target().to_path_buf());
+        }
         if let Some(file) = file
             && let Err(e) =
                 run_blocking(move || file.finish().map_err(|e| Error::Internal(e.to_string())))
@@ -589,6 +635,9 @@ async fn run_blocking<T: Send + 'static>(
         .await
         .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
 }
+
+/// How long the watcher takes events on a file as this instance's own write.
+const OWN_WRITE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 static PROCESS_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 

@@ -430,7 +430,8 @@ impl Service {
     }
 
     /// Imports the rules directory: files that differ from the log become commits,
-    /// rulesets whose files are gone are deleted, unusable files are reported.
+    /// rulesets whose files are gone are deleted, unusable files are reported. On a
+    /// reader the same differences are applied to the catalog only.
     pub async fn reload(self: &Arc<Self>) -> Result<ReloadReport> {
         let Some(dir) = self.files.clone() else {
             return Err(Error::BadRequest(
@@ -582,7 +583,13 @@ impl Service {
                 report.rules_removed += 1;
             }
             if !commits.is_empty() {
-                this.commit_all(&mut head, &commits, edit.finish(seq)).await?;
+                if this.is_reader() {
+                    // A reader follows the writer's files: it serves what they hold,
+                    // and commits nothing.
+                    this.projection.store(edit.finish(*head));
+                } else {
+                    this.commit_all(&mut head, &commits, edit.finish(seq)).await?;
+                }
             }
             if next_cache != cache {
                 // Only a cache: failing to save it costs the next start some time.

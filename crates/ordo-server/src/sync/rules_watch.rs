@@ -1,0 +1,109 @@
+//! `--watch-rules`: reloads the rules directory when its files change.
+//!
+//! A change is picked up at once (the writer's atomic rename is one complete event, so
+//! there is no trailing window to wait out); reloads are then spaced at least
+//! [`SPACING`] apart, so a burst of edits costs a few reloads, not one per event. A
+//! reload rescans the directory by file size and time, reading only what changed. A 30 s
+//! poll runs alongside: it covers events a network file system never delivers, and takes
+//! over entirely when the native watcher cannot start or stops.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::Watcher;
+use tokio::sync::mpsc;
+
+use crate::service::Service;
+
+/// Least time between two reloads.
+pub const SPACING: Duration = Duration::from_millis(200);
+/// The poll that backs the watcher up.
+pub const POLL: Duration = Duration::from_secs(30);
+
+/// Starts watching `dir` for `service` (on the current tokio runtime).
+pub fn spawn(service: Arc<Service>, dir: PathBuf) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::Recursive).map(|()| w));
+    let watcher = match watcher {
+        Ok(w) => {
+            tracing::info!(dir = %dir.display(), "watching the rules directory");
+            Some(w)
+        }
+        Err(e) => {
+            tracing::warn!(
+                dir = %dir.display(), error = %e,
+                "cannot watch the rules directory; polling it every {} s", POLL.as_secs()
+            );
+            None
+        }
+    };
+    tokio::spawn(run(service, watcher, rx));
+}
+
+async fn run(
+    service: Arc<Service>,
+    watcher: Option<notify::RecommendedWatcher>,
+    mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+) {
+    // Dropping the watcher stops its events: it lives as long as this task.
+    let mut watcher = watcher;
+    let mut poll = tokio::time::interval(POLL);
+    poll.tick().await;
+    let mut last = Instant::now()
+        .checked_sub(SPACING)
+        .unwrap_or_else(Instant::now);
+    loop {
+        let wanted = tokio::select! {
+            event = events.recv(), if watcher.is_some() => match event {
+                Some(Ok(event)) => relevant(&service, &event.paths),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "rules-directory watcher failed; polling every {} s", POLL.as_secs());
+                    watcher = None;
+                    false
+                }
+                None => {
+                    watcher = None;
+                    false
+                }
+            },
+            _ = poll.tick() => true,
+        };
+        if !wanted {
+            continue;
+        }
+        let wait = (last + SPACING).saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        // This reload covers every event so far; later ones trigger the next.
+        while events.try_recv().is_ok() {}
+        last = Instant::now();
+        if service.is_shutting_down() {
+            return;
+        }
+        match service.reload().await {
+            Ok(report) if report.imported + report.rules_removed > 0 => tracing::info!(
+                imported = report.imported,
+                removed = report.rules_removed,
+                problems = report.errors.len(),
+                "rules directory changed"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "rules directory reload failed"),
+        }
+    }
+}
+
+/// Whether an event touches a ruleset file that this instance did not just write.
+fn relevant(service: &Service, paths: &[PathBuf]) -> bool {
+    let Some(dir) = service.rules_dir_handle() else {
+        return false;
+    };
+    paths
+        .iter()
+        .any(|p| dir.is_ruleset_path(p) && !service.is_own_write(Path::new(p)))
+}

@@ -1,0 +1,173 @@
+//! `--watch-rules`: readers follow the writer's rules directory; a watched writer turns
+//! hand edits into commits; nothing invalid or half-written replaces a good ruleset.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Server, ruleset};
+use serde_json::{Value, json};
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn code(s: &Server, name: &str) -> Option<String> {
+    let r = s.post(
+        &format!("/api/v1/execute/{name}"),
+        &json!({"input": {"x": 1}}),
+    );
+    (r.status == 200).then(|| r.json()["code"].as_str().unwrap().to_string())
+}
+
+fn writer_and_reader(dir: &Path) -> (Server, Server) {
+    let d = dir.to_str().unwrap().to_string();
+    let d2 = d.clone();
+    // Both at the same instant, on a directory neither has seen.
+    let w = std::thread::spawn(move || {
+        Server::start(&["--role", "writer", "--rules-dir", &d, "--watch-rules"])
+    });
+    let r = std::thread::spawn(move || {
+        Server::start(&[
+            "--role",
+            "reader",
+            "--rules-dir",
+            &d2,
+            "--watch-rules",
+            "--writer-addr",
+            "http://writer.example:8080",
+        ])
+    });
+    (w.join().unwrap(), r.join().unwrap())
+}
+
+#[test]
+fn a_reader_follows_every_change_of_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, r) = writer_and_reader(dir.path());
+    assert_eq!(r.get("/healthz/ready").status, 200);
+    assert_eq!(r.get("/health").json()["storage"]["backend"], "memory");
+
+    assert_eq!(
+        w.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "A"))
+            .status,
+        201
+    );
+    wait_for("the put", || code(&r, "r").as_deref() == Some("A"));
+    // Same version, new content: applied by content, not by version string.
+    assert_eq!(
+        w.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "B"))
+            .status,
+        200
+    );
+    wait_for("the same-version change", || {
+        code(&r, "r").as_deref() == Some("B")
+    });
+    let r2 = w.post("/api/v1/rulesets/r/rollback", &json!({"seq": 1}));
+    assert_eq!(r2.status, 200, "{}", r2.text);
+    wait_for("the rollback", || code(&r, "r").as_deref() == Some("A"));
+    assert_eq!(w.delete("/api/v1/rulesets/r").status, 204);
+    wait_for("the delete", || r.get("/api/v1/rulesets/r").status == 404);
+
+    // The reader still refuses writes, naming the writer.
+    let resp = r.post("/api/v1/rulesets", &ruleset("x", "1.0.0", "X"));
+    assert_eq!(resp.status, 409);
+    assert_eq!(resp.json()["writer"], "http://writer.example:8080");
+    // The writer did not reload its own writes as hand edits: only API commits.
+    let sources: Vec<Value> = w.get("/api/v1/rulesets/r/versions").json()["versions"]
+        .as_array()
+        .map(|v| v.iter().map(|x| x["source"].clone()).collect())
+        .unwrap_or_default();
+    assert!(sources.iter().all(|s| s != "file"), "{sources:?}");
+}
+
+#[test]
+fn an_invalid_or_half_written_file_never_replaces_a_good_ruleset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, r) = writer_and_reader(dir.path());
+    assert_eq!(
+        w.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "A"))
+            .status,
+        201
+    );
+    wait_for("the put", || code(&r, "r").as_deref() == Some("A"));
+
+    // Written in place, cut off half-way.
+    let full = ruleset("r", "2.0.0", "B").to_string();
+    std::fs::write(dir.path().join("r.json"), &full[..full.len() / 2]).unwrap();
+    for s in [&w, &r] {
+        wait_for("the problem report", || {
+            !s.get("/health").json()["checks"]["rules_dir_problems"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        });
+        assert_eq!(code(s, "r").as_deref(), Some("A"));
+    }
+    // A valid file, but not a valid ruleset.
+    let mut bad = ruleset("r", "2.0.0", "B");
+    bad["steps"]["check"]["default_next"] = json!("nowhere");
+    std::fs::write(dir.path().join("r.json"), bad.to_string()).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(code(&w, "r").as_deref(), Some("A"));
+    assert_eq!(code(&r, "r").as_deref(), Some("A"));
+    // Repaired by hand: the writer commits it, the reader follows.
+    std::fs::write(dir.path().join("r.json"), full).unwrap();
+    wait_for("the repaired file on the writer", || {
+        code(&w, "r").as_deref() == Some("B")
+    });
+    wait_for("the repaired file on the reader", || {
+        code(&r, "r").as_deref() == Some("B")
+    });
+    let versions = w.get("/api/v1/rulesets/r/versions").json();
+    assert_eq!(versions["versions"][0]["source"], "file", "{versions}");
+}
+
+#[test]
+fn a_reader_alone_comes_up_and_never_writes_to_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Server::start(&[
+        "--role",
+        "reader",
+        "--rules-dir",
+        dir.path().to_str().unwrap(),
+        "--watch-rules",
+    ]);
+    assert_eq!(r.get("/healthz/ready").status, 200);
+    assert_eq!(r.get("/api/v1/rulesets").json(), json!([]));
+    // Files placed by someone else are served.
+    std::fs::write(
+        dir.path().join("late.json"),
+        ruleset("late", "1.0.0", "L").to_string(),
+    )
+    .unwrap();
+    wait_for("the new file", || code(&r, "late").as_deref() == Some("L"));
+    drop(r);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["late.json"],
+        "the reader must not write to the directory"
+    );
+}
+
+#[test]
+fn watching_needs_a_rules_dir() {
+    let err = Server::try_start(&["--watch-rules"]).err().unwrap();
+    assert!(err.contains("watch_rules"), "{err}");
+    assert!(err.contains("needs rules_dir"), "{err}");
+}
