@@ -102,6 +102,16 @@ impl PendingFile {
         &self.target
     }
 
+    /// The target's size and time once finished (a rename keeps the staged file's);
+    /// `None` for a delete.
+    pub fn finished_stamp(&self) -> Option<Stamp> {
+        if self.delete {
+            None
+        } else {
+            stamp_of(&self.staged)
+        }
+    }
+
     /// Makes the change visible (after the commit is durable).
     pub fn finish(self) -> io::Result<()> {
         if self.delete {
@@ -443,7 +453,7 @@ impl RulesDir {
 }
 
 /// Size and modification time, when the file system gives them.
-fn stamp_of(path: &Path) -> Option<Stamp> {
+pub fn stamp_of(path: &Path) -> Option<Stamp> {
     let meta = fs::metadata(path).ok()?;
     let mtime = meta.modified().ok()?;
     let mtime_ns = mtime

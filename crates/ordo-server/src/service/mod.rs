@@ -76,8 +76,9 @@ pub struct Service {
     file_cache: Mutex<crate::store::FileCache>,
     /// Files the last scan could not use (admin plane only).
     file_problems: Mutex<Vec<FileProblem>>,
-    /// Files this instance wrote in the last moments: the watcher ignores their events.
-    own_writes: Mutex<Vec<(std::path::PathBuf, Instant)>>,
+    /// Files as this instance last wrote them (`None`: deleted): the watcher ignores
+    /// events on a file that is still exactly so.
+    own_writes: Mutex<BTreeMap<std::path::PathBuf, Option<crate::rules_dir::Stamp>>>,
     /// Exclusive lock on the rules directory, held for the process's lifetime.
     _dir_lock: Option<File>,
 }
@@ -134,7 +135,7 @@ impl Service {
             files_lagging: AtomicBool::new(false),
             file_cache: Mutex::new(Default::default()),
             file_problems: Mutex::new(Vec::new()),
-            own_writes: Mutex::new(Vec::new()),
+            own_writes: Mutex::new(BTreeMap::new()),
             _dir_lock: dir_lock,
         });
         match location {
@@ -421,18 +422,17 @@ impl Service {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Whether `path` was written by this instance within the last second (the events
-    /// of its own writes are not hand edits).
+    /// Whether `path` is as this instance last wrote it (or deleted it): then its events
+    /// are this instance's own write, not a hand edit.
     pub fn is_own_write(&self, path: &std::path::Path) -> bool {
-        let mut own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
-        own.retain(|(_, at)| at.elapsed() < OWN_WRITE_WINDOW);
-        own.iter().any(|(p, _)| p == path)
+        let own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
+        own.get(path)
+            .is_some_and(|written| *written == crate::rules_dir::stamp_of(path))
     }
 
-    fn note_own_write(&self, path: std::path::PathBuf) {
+    fn note_own_write(&self, path: std::path::PathBuf, stamp: Option<crate::rules_dir::Stamp>) {
         let mut own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
-        own.retain(|(_, at)| at.elapsed() < OWN_WRITE_WINDOW);
-        own.push((path, Instant::now()));
+        own.insert(path, stamp);
     }
 
     pub fn is_reader(&self) -> bool {
@@ -570,7 +570,8 @@ impl Service {
         metrics::counter!("ordo_commits_total", "source" => source.as_str()).increment(1);
         *head = commit.seq;
         if let Some(file) = &file {
-            self.note_own_write(file.target().to_path_buf());
+            // Before the rename, so the watcher knows the event when it comes.
+            self.note_own_write(file.target().to_path_buf(), file.finished_stamp());
         }
         if let Some(file) = file
             && let Err(e) =
@@ -635,9 +636,6 @@ async fn run_blocking<T: Send + 'static>(
         .await
         .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
 }
-
-/// How long the watcher takes events on a file as this instance's own write.
-const OWN_WRITE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 static PROCESS_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 

@@ -57,45 +57,77 @@ async fn run(
         .checked_sub(SPACING)
         .unwrap_or_else(Instant::now);
     loop {
-        let wanted = tokio::select! {
+        // `Some(true)`: a file event; `Some(false)`: the poll.
+        let trigger = tokio::select! {
             event = events.recv(), if watcher.is_some() => match event {
-                Some(Ok(event)) => relevant(&service, &event.paths),
+                // Reading a file is an event too (the reload's own reads among them).
+                Some(Ok(event)) => {
+                    let wanted = wanted(&event.kind) && relevant(&service, &event.paths);
+                    if wanted {
+                        tracing::debug!(kind = ?event.kind, paths = ?event.paths, "rules directory event");
+                    }
+                    wanted.then_some(true)
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "rules-directory watcher failed; polling every {} s", POLL.as_secs());
                     watcher = None;
-                    false
+                    None
                 }
                 None => {
                     watcher = None;
-                    false
+                    None
                 }
             },
-            _ = poll.tick() => true,
+            _ = poll.tick() => Some(false),
         };
-        if !wanted {
+        let Some(from_event) = trigger else {
             continue;
-        }
-        let wait = (last + SPACING).saturating_duration_since(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        };
+        if from_event {
+            // Spacing applies between event-driven reloads: it coalesces bursts of
+            // edits, and a poll is not part of one.
+            let wait = (last + SPACING).saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
         // This reload covers every event so far; later ones trigger the next.
         while events.try_recv().is_ok() {}
-        last = Instant::now();
+        let started = Instant::now();
         if service.is_shutting_down() {
             return;
         }
         match service.reload().await {
-            Ok(report) if report.imported + report.rules_removed > 0 => tracing::info!(
-                imported = report.imported,
-                removed = report.rules_removed,
-                problems = report.errors.len(),
-                "rules directory changed"
-            ),
+            Ok(report)
+                if report.imported + report.rules_removed > 0 || !report.errors.is_empty() =>
+            {
+                // Only a reload that found changes (or files it could not use, as while
+                // an editor saves in steps) counts for the spacing: a late duplicate
+                // event must not hold back the next real change.
+                if from_event {
+                    last = started;
+                }
+                if report.imported + report.rules_removed == 0 {
+                    continue;
+                }
+                tracing::info!(
+                    imported = report.imported,
+                    removed = report.rules_removed,
+                    problems = report.errors.len(),
+                    "rules directory changed"
+                );
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "rules directory reload failed"),
         }
     }
+}
+
+/// Changes worth a reload: not reads (the reload's own among them), and not inotify's
+/// paired rename, whose `To` half is delivered as an event of its own.
+fn wanted(kind: &notify::EventKind) -> bool {
+    use notify::event::{EventKind, ModifyKind, RenameMode};
+    !kind.is_access() && !matches!(kind, EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
 }
 
 /// Whether an event touches a ruleset file that this instance did not just write.
