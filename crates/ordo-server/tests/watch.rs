@@ -171,3 +171,45 @@ fn watching_needs_a_rules_dir() {
     assert!(err.contains("watch_rules"), "{err}");
     assert!(err.contains("needs rules_dir"), "{err}");
 }
+
+fn reloads(s: &Server) -> u64 {
+    s.get("/metrics")
+        .text
+        .lines()
+        .filter(|l| l.starts_with("ordo_rules_reloads_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_burst_of_edits_is_coalesced_and_its_last_state_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Server::start(&[
+        "--role",
+        "reader",
+        "--rules-dir",
+        dir.path().to_str().unwrap(),
+        "--watch-rules",
+    ]);
+    let before = reloads(&r);
+    let started = Instant::now();
+    for i in 0..100 {
+        std::fs::write(
+            dir.path().join("b.json"),
+            ruleset("b", "1.0.0", &format!("V{i}")).to_string(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let burst = started.elapsed();
+    wait_for("the last state", || code(&r, "b").as_deref() == Some("V99"));
+    std::thread::sleep(Duration::from_millis(500));
+    let done = reloads(&r) - before;
+    // At most one reload per 200 ms of burst, plus the first and the trailing one.
+    let bound = burst.as_millis() as u64 / 200 + 3;
+    assert!(
+        done <= bound,
+        "{done} reloads for a {burst:?} burst (bound {bound})"
+    );
+    assert_eq!(code(&r, "b").as_deref(), Some("V99"));
+}
