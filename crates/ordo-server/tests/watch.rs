@@ -213,3 +213,33 @@ fn a_burst_of_edits_is_coalesced_and_its_last_state_wins() {
     );
     assert_eq!(code(&r, "b").as_deref(), Some("V99"));
 }
+
+/// The native watcher cannot start on a directory that does not exist yet: the reader
+/// comes up all the same, and watches the directory once the writer has created it.
+#[test]
+fn a_reader_started_before_its_directory_exists_follows_it_once_created() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("shared");
+    let r = Server::start(&[
+        "--role",
+        "reader",
+        "--rules-dir",
+        dir.to_str().unwrap(),
+        "--watch-rules",
+    ]);
+    assert_eq!(r.get("/healthz/ready").status, 200);
+    assert!(r.log_text().contains("cannot watch the rules directory"));
+    let w = Server::start(&["--role", "writer", "--rules-dir", dir.to_str().unwrap()]);
+    assert_eq!(
+        w.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "A"))
+            .status,
+        201
+    );
+    wait_for("the first file", || code(&r, "r").as_deref() == Some("A"));
+    assert_eq!(
+        w.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "B"))
+            .status,
+        200
+    );
+    wait_for("the next change", || code(&r, "r").as_deref() == Some("B"));
+}

@@ -5,7 +5,8 @@
 //! [`SPACING`] apart, so a burst of edits costs a few reloads, not one per event. A
 //! reload rescans the directory by file size and time, reading only what changed. A 30 s
 //! poll runs alongside: it covers events a network file system never delivers, and takes
-//! over entirely when the native watcher cannot start or stops.
+//! over when the native watcher cannot start or stops (the watcher is tried again every
+//! second, so a directory created after the start is watched once it exists).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,31 +22,48 @@ pub const SPACING: Duration = Duration::from_millis(200);
 /// The poll that backs the watcher up.
 pub const POLL: Duration = Duration::from_secs(30);
 
+/// How often a watcher that could not start (or stopped) is tried again, as when a
+/// reader starts before the writer has created the directory.
+pub const RETRY_WATCH: Duration = Duration::from_secs(1);
+
+type Events = mpsc::UnboundedSender<notify::Result<notify::Event>>;
+
 /// Starts watching `dir` for `service` (on the current tokio runtime).
 pub fn spawn(service: Arc<Service>, dir: PathBuf) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let watcher = watch(&dir, &tx, true);
+    tokio::spawn(run(service, dir, tx, watcher, rx));
+}
+
+/// A native watcher on `dir`, or `None` (the poll covers it meanwhile).
+fn watch(dir: &Path, tx: &Events, report: bool) -> Option<notify::RecommendedWatcher> {
+    let tx = tx.clone();
     let watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
     })
-    .and_then(|mut w| w.watch(&dir, notify::RecursiveMode::Recursive).map(|()| w));
-    let watcher = match watcher {
+    .and_then(|mut w| w.watch(dir, notify::RecursiveMode::Recursive).map(|()| w));
+    match watcher {
         Ok(w) => {
             tracing::info!(dir = %dir.display(), "watching the rules directory");
             Some(w)
         }
         Err(e) => {
-            tracing::warn!(
-                dir = %dir.display(), error = %e,
-                "cannot watch the rules directory; polling it every {} s", POLL.as_secs()
-            );
+            if report {
+                tracing::warn!(
+                    dir = %dir.display(), error = %e,
+                    "cannot watch the rules directory; polling it every {} s and retrying the watcher every {} s",
+                    POLL.as_secs(), RETRY_WATCH.as_secs()
+                );
+            }
             None
         }
-    };
-    tokio::spawn(run(service, watcher, rx));
+    }
 }
 
 async fn run(
     service: Arc<Service>,
+    dir: PathBuf,
+    tx: Events,
     watcher: Option<notify::RecommendedWatcher>,
     mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
 ) {
@@ -53,6 +71,8 @@ async fn run(
     let mut watcher = watcher;
     let mut poll = tokio::time::interval(POLL);
     poll.tick().await;
+    let mut retry = tokio::time::interval(RETRY_WATCH);
+    retry.tick().await;
     let mut last = Instant::now()
         .checked_sub(SPACING)
         .unwrap_or_else(Instant::now);
@@ -69,7 +89,7 @@ async fn run(
                     wanted.then_some(true)
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "rules-directory watcher failed; polling every {} s", POLL.as_secs());
+                    tracing::warn!(error = %e, "rules-directory watcher failed; polling every {} s until it can be started again", POLL.as_secs());
                     watcher = None;
                     None
                 }
@@ -79,6 +99,11 @@ async fn run(
                 }
             },
             _ = poll.tick() => Some(false),
+            _ = retry.tick(), if watcher.is_none() => {
+                watcher = watch(&dir, &tx, false);
+                // What changed while nothing watched is read now.
+                watcher.is_some().then_some(false)
+            }
         };
         let Some(from_event) = trigger else {
             continue;
