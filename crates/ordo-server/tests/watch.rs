@@ -229,6 +229,10 @@ fn a_reader_started_before_its_directory_exists_follows_it_once_created() {
     ]);
     assert_eq!(r.get("/healthz/ready").status, 200);
     assert!(r.log_text().contains("cannot watch the rules directory"));
+    assert_eq!(
+        r.get("/health").json()["sync"]["rules_dir"]["watcher"],
+        "polling"
+    );
     let w = Server::start(&["--role", "writer", "--rules-dir", dir.to_str().unwrap()]);
     assert_eq!(
         w.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "A"))
@@ -242,4 +246,8 @@ fn a_reader_started_before_its_directory_exists_follows_it_once_created() {
         200
     );
     wait_for("the next change", || code(&r, "r").as_deref() == Some("B"));
+    let sync = r.get("/health").json()["sync"]["rules_dir"].clone();
+    assert_eq!(sync["watcher"], "native", "{sync}");
+    assert_eq!(sync["mode"], "rules_dir_watch");
+    assert!(sync["last_reload_at_ms"].as_i64().unwrap() > 0, "{sync}");
 }

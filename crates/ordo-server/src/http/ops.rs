@@ -39,8 +39,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
             "tenants": catalog.tenants.len(),
         },
         "sync": {
-            "mode": if svc.config().watch_rules { "rules_dir_watch" } else { "none" },
             "applied_seq": catalog.seq,
+            "rules_dir": svc.rules_sync(),
         },
         "checks": {
             "ready": not_ready.is_empty(),

@@ -72,6 +72,10 @@ pub struct Service {
     /// A commit's file could not be written (the commit itself is durable): the files
     /// lag behind the log until the next start repairs them.
     files_lagging: AtomicBool,
+    /// The rules-directory watcher is running (not only the poll).
+    watcher_active: AtomicBool,
+    /// When the rules directory was last read in full (ms since the epoch; 0: never).
+    last_reload_ms: std::sync::atomic::AtomicI64,
     /// Bytes of rules files already read, so unchanged files are not parsed again.
     file_cache: Mutex<crate::store::FileCache>,
     /// Files the last scan could not use (admin plane only).
@@ -133,6 +137,8 @@ impl Service {
             files,
             shutting_down: AtomicBool::new(false),
             files_lagging: AtomicBool::new(false),
+            watcher_active: AtomicBool::new(false),
+            last_reload_ms: std::sync::atomic::AtomicI64::new(0),
             file_cache: Mutex::new(Default::default()),
             file_problems: Mutex::new(Vec::new()),
             own_writes: Mutex::new(BTreeMap::new()),
@@ -433,6 +439,28 @@ impl Service {
     fn note_own_write(&self, path: std::path::PathBuf, stamp: Option<crate::rules_dir::Stamp>) {
         let mut own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
         own.insert(path, stamp);
+    }
+
+    /// Records whether the native rules-directory watcher runs.
+    pub fn set_watcher_active(&self, active: bool) {
+        self.watcher_active.store(active, Ordering::SeqCst);
+    }
+
+    /// How this instance follows its rules directory, for `/health`.
+    pub fn rules_sync(&self) -> serde_json::Value {
+        let config = self.config();
+        let last = self.last_reload_ms.load(Ordering::SeqCst);
+        serde_json::json!({
+            "mode": match (config.rules_dir.is_some(), config.watch_rules) {
+                (true, true) => "rules_dir_watch",
+                (true, false) => "rules_dir",
+                (false, _) => "none",
+            },
+            "watcher": config.watch_rules.then(|| {
+                if self.watcher_active.load(Ordering::SeqCst) { "native" } else { "polling" }
+            }),
+            "last_reload_at_ms": (last > 0).then_some(last),
+        })
     }
 
     pub fn is_reader(&self) -> bool {

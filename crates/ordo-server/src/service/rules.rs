@@ -609,6 +609,7 @@ impl Service {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = report.errors.clone();
             report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            this.last_reload_ms.store(super::now_ms(), std::sync::atomic::Ordering::SeqCst);
             Ok(report)
         })
         .await

@@ -32,6 +32,7 @@ type Events = mpsc::UnboundedSender<notify::Result<notify::Event>>;
 pub fn spawn(service: Arc<Service>, dir: PathBuf) {
     let (tx, rx) = mpsc::unbounded_channel();
     let watcher = watch(&dir, &tx, true);
+    service.set_watcher_active(watcher.is_some());
     tokio::spawn(run(service, dir, tx, watcher, rx));
 }
 
@@ -91,16 +92,19 @@ async fn run(
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "rules-directory watcher failed; polling every {} s until it can be started again", POLL.as_secs());
                     watcher = None;
+                    service.set_watcher_active(false);
                     None
                 }
                 None => {
                     watcher = None;
+                    service.set_watcher_active(false);
                     None
                 }
             },
             _ = poll.tick() => Some(false),
             _ = retry.tick(), if watcher.is_none() => {
                 watcher = watch(&dir, &tx, false);
+                service.set_watcher_active(watcher.is_some());
                 // What changed while nothing watched is read now.
                 watcher.is_some().then_some(false)
             }
