@@ -381,7 +381,17 @@ impl RulesDir {
                 let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
                     continue;
                 };
-                if file_name.starts_with('.') || Format::of(&path).is_none() || !path.is_file() {
+                if file_name.starts_with('.') || Format::of(&path).is_none() {
+                    continue;
+                }
+                // The entry's type comes with the listing; only a symbolic link (as in
+                // a Kubernetes ConfigMap mount) costs a stat to see what it points to.
+                let is_file = match entry.file_type() {
+                    Ok(t) if t.is_symlink() => path.is_file(),
+                    Ok(t) => t.is_file(),
+                    Err(_) => path.is_file(),
+                };
+                if !is_file {
                     continue;
                 }
                 let stem = path

@@ -566,3 +566,19 @@ fn a_stored_ruleset_that_no_longer_compiles_is_reported_not_served() {
     assert_eq!(r.status, 500, "{}", r.text);
     assert!(r.text.contains("does not compile"), "{}", r.text);
 }
+
+/// Rules files may be symbolic links (as in a Kubernetes ConfigMap mount); links to
+/// anything but a file are skipped.
+#[test]
+fn symbolically_linked_rules_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("linked.json");
+    fs::write(&target, ruleset("linked", "1.0.0", "L").to_string()).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("linked.json")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("folder.json")).unwrap();
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), ["linked"]);
+    let r = s.post("/api/v1/execute/linked", &json!({"input": {"x": 1}}));
+    assert_eq!(r.json()["code"], "L");
+}

@@ -478,6 +478,7 @@ impl Service {
             })
             .await?;
             let checked_at_ns = now_ns();
+            let t_scan = started.elapsed();
             let mut next_cache = FileCache::new();
             let mut report = ReloadReport {
                 status: "reloaded",
@@ -591,6 +592,7 @@ impl Service {
                     this.commit_all(&mut head, &commits, edit.finish(seq)).await?;
                 }
             }
+            let t_apply = started.elapsed();
             if next_cache != cache {
                 // Only a cache: failing to save it costs the next start some time.
                 if let Err(e) = this.store()?.save_file_cache(&next_cache).await {
@@ -609,6 +611,7 @@ impl Service {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = report.errors.clone();
             report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::debug!(scan_ms = t_scan.as_secs_f64() * 1e3, apply_ms = t_apply.as_secs_f64() * 1e3, total_ms = started.elapsed().as_secs_f64() * 1e3, "reload phases");
             this.last_reload_ms.store(super::now_ms(), std::sync::atomic::Ordering::SeqCst);
             Ok(report)
         })
