@@ -31,6 +31,19 @@ fn code(s: &Server, name: &str) -> Option<String> {
     (r.status == 200).then(|| r.json()["code"].as_str().unwrap().to_string())
 }
 
+/// A reader following `dir` with `--watch-rules`.
+fn watching_reader(dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--role",
+        "reader",
+        "--rules-dir",
+        dir.to_str().unwrap(),
+        "--watch-rules",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
 fn writer_and_reader(dir: &Path) -> (Server, Server) {
     let d = dir.to_str().unwrap().to_string();
     let d2 = d.clone();
@@ -39,15 +52,10 @@ fn writer_and_reader(dir: &Path) -> (Server, Server) {
         Server::start(&["--role", "writer", "--rules-dir", &d, "--watch-rules"])
     });
     let r = std::thread::spawn(move || {
-        Server::start(&[
-            "--role",
-            "reader",
-            "--rules-dir",
-            &d2,
-            "--watch-rules",
-            "--writer-addr",
-            "http://writer.example:8080",
-        ])
+        watching_reader(
+            Path::new(&d2),
+            &["--writer-addr", "http://writer.example:8080"],
+        )
     });
     (w.join().unwrap(), r.join().unwrap())
 }
@@ -137,13 +145,7 @@ fn an_invalid_or_half_written_file_never_replaces_a_good_ruleset() {
 #[test]
 fn a_reader_alone_comes_up_and_never_writes_to_the_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Server::start(&[
-        "--role",
-        "reader",
-        "--rules-dir",
-        dir.path().to_str().unwrap(),
-        "--watch-rules",
-    ]);
+    let r = watching_reader(dir.path(), &[]);
     assert_eq!(r.get("/healthz/ready").status, 200);
     assert_eq!(r.get("/api/v1/rulesets").json(), json!([]));
     // Files placed by someone else are served.
@@ -184,13 +186,7 @@ fn reloads(s: &Server) -> u64 {
 #[test]
 fn a_burst_of_edits_is_coalesced_and_its_last_state_wins() {
     let dir = tempfile::tempdir().unwrap();
-    let r = Server::start(&[
-        "--role",
-        "reader",
-        "--rules-dir",
-        dir.path().to_str().unwrap(),
-        "--watch-rules",
-    ]);
+    let r = watching_reader(dir.path(), &[]);
     let before = reloads(&r);
     let started = Instant::now();
     for i in 0..100 {
@@ -220,13 +216,7 @@ fn a_burst_of_edits_is_coalesced_and_its_last_state_wins() {
 fn a_reader_started_before_its_directory_exists_follows_it_once_created() {
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("shared");
-    let r = Server::start(&[
-        "--role",
-        "reader",
-        "--rules-dir",
-        dir.to_str().unwrap(),
-        "--watch-rules",
-    ]);
+    let r = watching_reader(&dir, &[]);
     assert_eq!(r.get("/healthz/ready").status, 200);
     assert!(r.log_text().contains("cannot watch the rules directory"));
     assert_eq!(

@@ -271,57 +271,59 @@ async fn with_timeout(State(state): State<AppState>, req: Request, next: Next) -
 }
 
 /// Guards `/api/`: nothing is served before the commit log is attached (an empty
-/// catalog would answer "not found" for rulesets that exist), and an API token is
-/// required when any is configured.
+/// catalog would answer "not found" for rulesets that exist), an API token is required
+/// when any is configured, and a reader refuses writes.
 async fn api_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !state.service.is_attached() {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NOT_READY",
-            format!("not ready: {}", state.service.not_attached_reason()),
-        )
-        .into_response();
-    }
-    let config = state.service.config();
-    if config.api_token.is_empty() {
-        drop(config);
-        return writes_allowed(&state, req, next).await;
-    }
-    let headers = req.headers();
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or_else(|| headers.get("x-api-token").and_then(|v| v.to_str().ok()));
-    let Some(token) = presented else {
-        return unauthorized(
-            "an API token is required (Authorization: Bearer <token> or X-API-Token)",
-        );
-    };
-    // Digests are compared in constant time: neither the tokens nor their lengths leak.
-    let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-    let mut ok = subtle::Choice::from(0);
-    for known in &config.api_token {
-        let known: [u8; 32] = Sha256::digest(known.as_bytes()).into();
-        ok |= known.ct_eq(&digest);
-    }
-    drop(config);
-    if bool::from(ok) {
-        writes_allowed(&state, req, next).await
-    } else {
-        unauthorized("the API token is not valid")
+    match refusal(&state, &req) {
+        Some(response) => response,
+        None => next.run(req).await,
     }
 }
 
-/// A reader answers every write with its 409 before reading the body, so that even a
-/// malformed write learns where the writer is. Executions, evaluations and rule tests
-/// are reads, whatever their method; so is a reload, which re-reads the instance's own
-/// sources.
-async fn writes_allowed(state: &AppState, req: Request, next: Next) -> Response {
-    if req.method() != axum::http::Method::GET && state.service.config().role == Role::Reader {
+/// Why `/api/` turns a request away, if it does (one look at the configuration).
+fn refusal(state: &AppState, req: &Request) -> Option<Response> {
+    if !state.service.is_attached() {
+        return Some(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_READY",
+                format!("not ready: {}", state.service.not_attached_reason()),
+            )
+            .into_response(),
+        );
+    }
+    let config = state.service.config();
+    if !config.api_token.is_empty() {
+        let headers = req.headers();
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .or_else(|| headers.get("x-api-token").and_then(|v| v.to_str().ok()));
+        let Some(token) = presented else {
+            return Some(unauthorized(
+                "an API token is required (Authorization: Bearer <token> or X-API-Token)",
+            ));
+        };
+        // Digests are compared in constant time: neither the tokens nor their lengths leak.
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        let mut ok = subtle::Choice::from(0);
+        for known in &config.api_token {
+            let known: [u8; 32] = Sha256::digest(known.as_bytes()).into();
+            ok |= known.ct_eq(&digest);
+        }
+        if !bool::from(ok) {
+            return Some(unauthorized("the API token is not valid"));
+        }
+    }
+    // A reader answers every write with its 409 before the body is read, so that even
+    // a malformed write learns where the writer is. Executions, evaluations and rule
+    // tests are reads, whatever their method; so is a reload, which re-reads the
+    // instance's own sources.
+    if config.role == Role::Reader && req.method() != axum::http::Method::GET {
         let route = req
             .extensions()
             .get::<MatchedPath>()
@@ -337,11 +339,10 @@ async fn writes_allowed(state: &AppState, req: Request, next: Next) -> Response 
             )
         );
         if !read {
-            let writer = state.service.config().writer_addr.clone();
-            return ApiError::read_only(writer.as_deref()).into_response();
+            return Some(ApiError::read_only(config.writer_addr.as_deref()).into_response());
         }
     }
-    next.run(req).await
+    None
 }
 
 fn unauthorized(message: &str) -> Response {

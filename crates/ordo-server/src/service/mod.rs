@@ -352,7 +352,7 @@ impl Service {
         match self.store.get() {
             Some(store) => store.info(),
             None => StorageInfo {
-                backend: "postgres",
+                backend: self.location.backend(),
                 durable: true,
                 path: None,
                 url: self.location.shown(),

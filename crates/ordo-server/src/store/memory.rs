@@ -44,10 +44,6 @@ impl MemoryStore {
         })
     }
 
-    pub fn append(&self, commit: &Commit) -> Result<(), StoreError> {
-        self.append_all(std::slice::from_ref(commit))
-    }
-
     pub fn append_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
         self.with_log(|log| {
             let mut last = log.last().map_or(0, |c| c.seq);

@@ -4,6 +4,8 @@
 //! its effect on the current state in one transaction. The log is the truth; the
 //! projection, the rules-dir files and (later) published events are derived from it.
 
+#[macro_use]
+mod queries;
 mod memory;
 mod migrate;
 mod postgres;
@@ -59,6 +61,15 @@ impl Location {
             return postgres::check_url(url).map(|()| Location::Postgres(url.to_string()));
         }
         Err("must start with sqlite: or postgres://".into())
+    }
+
+    /// The backend's name, as `/health` shows it.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Location::Memory => "memory",
+            Location::Sqlite(_) => "sqlite",
+            Location::Postgres(_) => "postgres",
+        }
     }
 
     /// The location as it may be shown: passwords are masked.
@@ -323,15 +334,6 @@ impl Store {
             Store::Memory(s) => Ok(s.load()),
             Store::Sqlite(s) => s.load().await,
             Store::Postgres(s) => s.load().await,
-        }
-    }
-
-    /// Appends one commit and applies it to the current state, atomically and durably.
-    pub async fn append(&self, commit: &Commit) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => s.append(commit),
-            Store::Sqlite(s) => s.append_all(std::slice::from_ref(commit)).await,
-            Store::Postgres(s) => s.append_all(std::slice::from_ref(commit)).await,
         }
     }
 

@@ -11,9 +11,8 @@ use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    Change, Commit, CommitRow, ContentRow, FileCache, FileCacheRow, MigrationStatus, State,
-    StoreError, StoredRuleSet, VersionInfo, VersionRow, file_cache_of, migrate, redact_url, seq_of,
-    stored_version, tenant_of, version_info,
+    Commit, FileCache, FileCacheRow, MigrationStatus, State, StoreError, StoredRuleSet,
+    VersionInfo, file_cache_of, migrate, redact_url, seq_of, tenant_of,
 };
 
 /// Key of the advisory lock that serialises appends ("ordo" in ASCII).
@@ -29,6 +28,8 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| format!("not a usable PostgreSQL URL: {e}"))
 }
+
+shared_queries!(sqlx::Postgres);
 
 pub struct PgStore {
     pool: PgPool,
@@ -150,15 +151,7 @@ impl PgStore {
     }
 
     pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let rows: Vec<VersionRow> = sqlx::query_as(
-            "SELECT seq, version, created_at_ms, source, hash FROM commits
-             WHERE tenant_id = $1 AND name = $2 AND kind = 'ruleset_put' ORDER BY seq DESC",
-        )
-        .bind(tenant)
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(version_info).collect()
+        versions_in(&self.pool, tenant, name).await
     }
 
     pub async fn version(
@@ -167,20 +160,7 @@ impl PgStore {
         name: &str,
         seq: u64,
     ) -> Result<Option<StoredRuleSet>, StoreError> {
-        let Ok(seq_value) = i64::try_from(seq) else {
-            return Ok(None);
-        };
-        let row: Option<ContentRow> = sqlx::query_as(
-            "SELECT version, content, hash FROM commits
-             WHERE seq = $1 AND tenant_id = $2 AND name = $3 AND kind = 'ruleset_put'",
-        )
-        .bind(seq_value)
-        .bind(tenant)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| stored_version(tenant, name, seq, row))
-            .transpose()
+        version_in(&self.pool, tenant, name, seq).await
     }
 
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
@@ -235,59 +215,4 @@ impl PgStore {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// Writes one commit and its effect on the current state, inside `tx`.
-async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    c: &Commit,
-) -> Result<(), StoreError> {
-    let row = CommitRow::of(c)?;
-    sqlx::query(
-        "INSERT INTO commits (seq, id, created_at_ms, source, kind, tenant_id, name, version, content, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(row.seq)
-    .bind(&c.id)
-    .bind(c.created_at_ms)
-    .bind(c.source.as_str())
-    .bind(row.kind)
-    .bind(row.tenant)
-    .bind(row.name)
-    .bind(row.version)
-    .bind(row.content.as_deref())
-    .bind(row.hash)
-    .execute(&mut **tx)
-    .await?;
-    let query = match &c.change {
-        Change::PutRuleSet(r) => sqlx::query(
-            "INSERT INTO rulesets (tenant_id, name, seq, version, content, hash) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (tenant_id, name) DO UPDATE SET
-               seq = excluded.seq, version = excluded.version,
-               content = excluded.content, hash = excluded.hash",
-        )
-        .bind(row.tenant)
-        .bind(row.name)
-        .bind(row.seq)
-        .bind(&r.version)
-        .bind(row.content.as_deref())
-        .bind(&r.hash),
-        Change::DeleteRuleSet { .. } => {
-            sqlx::query("DELETE FROM rulesets WHERE tenant_id = $1 AND name = $2")
-                .bind(row.tenant)
-                .bind(row.name)
-        }
-        Change::PutTenant(_) => sqlx::query(
-            "INSERT INTO tenants (id, seq, content) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, content = excluded.content",
-        )
-        .bind(row.tenant)
-        .bind(row.seq)
-        .bind(row.content.as_deref()),
-        Change::DeleteTenant { .. } => {
-            sqlx::query("DELETE FROM tenants WHERE id = $1").bind(row.tenant)
-        }
-    };
-    query.execute(&mut **tx).await?;
-    Ok(())
 }

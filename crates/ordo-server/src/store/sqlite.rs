@@ -10,10 +10,11 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Change, Commit, CommitRow, ContentRow, FileCache, FileCacheRow, State, StoreError,
-    StoredRuleSet, VersionInfo, VersionRow, file_cache_of, migrate, seq_of, stored_version,
-    tenant_of, version_info,
+    Commit, FileCache, FileCacheRow, State, StoreError, StoredRuleSet, VersionInfo, file_cache_of,
+    migrate, seq_of, tenant_of,
 };
+
+shared_queries!(sqlx::Sqlite);
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -140,72 +141,9 @@ impl SqliteStore {
     }
 }
 
-/// Writes one commit and its effect on the current state, inside `tx`.
-async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    c: &Commit,
-) -> Result<(), StoreError> {
-    let row = CommitRow::of(c)?;
-    sqlx::query(
-            "INSERT INTO commits (seq, id, created_at_ms, source, kind, tenant_id, name, version, content, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(row.seq)
-        .bind(&c.id)
-        .bind(c.created_at_ms)
-        .bind(c.source.as_str())
-        .bind(row.kind)
-        .bind(row.tenant)
-        .bind(row.name)
-        .bind(row.version)
-        .bind(row.content.as_deref())
-        .bind(row.hash)
-        .execute(&mut **tx)
-        .await?;
-    let query = match &c.change {
-        Change::PutRuleSet(r) => sqlx::query(
-            "INSERT INTO rulesets (tenant_id, name, seq, version, content, hash) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tenant_id, name) DO UPDATE SET
-               seq = excluded.seq, version = excluded.version,
-               content = excluded.content, hash = excluded.hash",
-        )
-        .bind(row.tenant)
-        .bind(row.name)
-        .bind(row.seq)
-        .bind(&r.version)
-        .bind(row.content.as_deref())
-        .bind(&r.hash),
-        Change::DeleteRuleSet { .. } => {
-            sqlx::query("DELETE FROM rulesets WHERE tenant_id = ? AND name = ?")
-                .bind(row.tenant)
-                .bind(row.name)
-        }
-        Change::PutTenant(_) => sqlx::query(
-            "INSERT INTO tenants (id, seq, content) VALUES (?, ?, ?)
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, content = excluded.content",
-        )
-        .bind(row.tenant)
-        .bind(row.seq)
-        .bind(row.content.as_deref()),
-        Change::DeleteTenant { .. } => {
-            sqlx::query("DELETE FROM tenants WHERE id = ?").bind(row.tenant)
-        }
-    };
-    query.execute(&mut **tx).await?;
-    Ok(())
-}
-
 impl SqliteStore {
     pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        let rows: Vec<VersionRow> = sqlx::query_as(
-            "SELECT seq, version, created_at_ms, source, hash FROM commits
-             WHERE tenant_id = ? AND name = ? AND kind = 'ruleset_put' ORDER BY seq DESC",
-        )
-        .bind(tenant)
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(version_info).collect()
+        versions_in(&self.pool, tenant, name).await
     }
 
     pub async fn version(
@@ -214,24 +152,9 @@ impl SqliteStore {
         name: &str,
         seq: u64,
     ) -> Result<Option<StoredRuleSet>, StoreError> {
-        let Ok(seq_value) = i64::try_from(seq) else {
-            return Ok(None);
-        };
-        let row: Option<ContentRow> = sqlx::query_as(
-            "SELECT version, content, hash FROM commits
-             WHERE seq = ? AND tenant_id = ? AND name = ? AND kind = 'ruleset_put'",
-        )
-        .bind(seq_value)
-        .bind(tenant)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| stored_version(tenant, name, seq, row))
-            .transpose()
+        version_in(&self.pool, tenant, name, seq).await
     }
 
-    /// The file cache, fetched as one value (as in [`SqliteStore::load`]): no field can
-    /// hold a tab or a newline (names, hex hashes, numbers).
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
         let all: Option<String> = sqlx::query_scalar(
             "SELECT group_concat(tenant_id || char(9) || name || char(9) || raw_hash || char(9)

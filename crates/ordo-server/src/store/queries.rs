@@ -1,0 +1,104 @@
+//! The statements both SQL backends share. `$N` parameters work on SQLite as on
+//! PostgreSQL, so the text is one; the functions are generated once per database type,
+//! because sqlx's connections and transactions are typed by database.
+
+macro_rules! shared_queries {
+    ($db:ty) => {
+        /// Writes one commit and its effect on the current state, inside `tx`.
+        async fn insert(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            c: &$crate::store::Commit,
+        ) -> Result<(), $crate::store::StoreError> {
+            use $crate::store::Change;
+            let row = $crate::store::CommitRow::of(c)?;
+            sqlx::query(
+                "INSERT INTO commits (seq, id, created_at_ms, source, kind, tenant_id, name, version, content, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(row.seq)
+            .bind(&c.id)
+            .bind(c.created_at_ms)
+            .bind(c.source.as_str())
+            .bind(row.kind)
+            .bind(row.tenant)
+            .bind(row.name)
+            .bind(row.version)
+            .bind(row.content.as_deref())
+            .bind(row.hash)
+            .execute(&mut **tx)
+            .await?;
+            let query = match &c.change {
+                Change::PutRuleSet(r) => sqlx::query(
+                    "INSERT INTO rulesets (tenant_id, name, seq, version, content, hash)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (tenant_id, name) DO UPDATE SET
+                       seq = excluded.seq, version = excluded.version,
+                       content = excluded.content, hash = excluded.hash",
+                )
+                .bind(row.tenant)
+                .bind(row.name)
+                .bind(row.seq)
+                .bind(&r.version)
+                .bind(row.content.as_deref())
+                .bind(&r.hash),
+                Change::DeleteRuleSet { .. } => {
+                    sqlx::query("DELETE FROM rulesets WHERE tenant_id = $1 AND name = $2")
+                        .bind(row.tenant)
+                        .bind(row.name)
+                }
+                Change::PutTenant(_) => sqlx::query(
+                    "INSERT INTO tenants (id, seq, content) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, content = excluded.content",
+                )
+                .bind(row.tenant)
+                .bind(row.seq)
+                .bind(row.content.as_deref()),
+                Change::DeleteTenant { .. } => {
+                    sqlx::query("DELETE FROM tenants WHERE id = $1").bind(row.tenant)
+                }
+            };
+            query.execute(&mut **tx).await?;
+            Ok(())
+        }
+
+        /// Stored versions of a ruleset, newest first.
+        async fn versions_in(
+            pool: &sqlx::Pool<$db>,
+            tenant: &str,
+            name: &str,
+        ) -> Result<Vec<$crate::store::VersionInfo>, $crate::store::StoreError> {
+            let rows: Vec<$crate::store::VersionRow> = sqlx::query_as(
+                "SELECT seq, version, created_at_ms, source, hash FROM commits
+                 WHERE tenant_id = $1 AND name = $2 AND kind = 'ruleset_put' ORDER BY seq DESC",
+            )
+            .bind(tenant)
+            .bind(name)
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter().map($crate::store::version_info).collect()
+        }
+
+        /// The ruleset content written by commit `seq`, if that commit put `tenant/name`.
+        async fn version_in(
+            pool: &sqlx::Pool<$db>,
+            tenant: &str,
+            name: &str,
+            seq: u64,
+        ) -> Result<Option<$crate::store::StoredRuleSet>, $crate::store::StoreError> {
+            let Ok(seq_value) = i64::try_from(seq) else {
+                return Ok(None);
+            };
+            let row: Option<$crate::store::ContentRow> = sqlx::query_as(
+                "SELECT version, content, hash FROM commits
+                 WHERE seq = $1 AND tenant_id = $2 AND name = $3 AND kind = 'ruleset_put'",
+            )
+            .bind(seq_value)
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| $crate::store::stored_version(tenant, name, seq, row))
+                .transpose()
+        }
+    };
+}
