@@ -36,6 +36,9 @@ pub enum Error {
     Eval(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A writer that does not hold the writer lease (another writer does).
+    #[error("{0}")]
+    NotLeaseHolder(String),
     /// The instance cannot serve yet (its store is not attached).
     #[error("{0}")]
     Unavailable(String),

@@ -166,6 +166,30 @@ impl Catalog {
         self.tenants.get(id)
     }
 
+    /// SHA-256 over every tenant's configuration and every ruleset's content hash, in
+    /// name order: two instances serve the same rules exactly when these are equal.
+    pub fn content_hash(&self) -> String {
+        use sha2::Digest;
+        let mut tenants: Vec<&Arc<TenantView>> = self.tenants.values().collect();
+        tenants.sort_by(|a, b| a.config.id.cmp(&b.config.id));
+        let mut hasher = sha2::Sha256::new();
+        for tenant in tenants {
+            hasher.update(serde_json::to_string(&tenant.config).unwrap_or_default());
+            hasher.update(b"\n");
+            let mut names: Vec<&String> = tenant.rulesets.keys().collect();
+            names.sort();
+            for name in names {
+                if let Some(entry) = tenant.rulesets.get(name) {
+                    hasher.update(name.as_bytes());
+                    hasher.update(b" ");
+                    hasher.update(entry.stored.hash.as_bytes());
+                    hasher.update(b"\n");
+                }
+            }
+        }
+        hex::encode(hasher.finalize())
+    }
+
     pub fn ruleset_count(&self) -> usize {
         self.tenants.values().map(|t| t.rulesets.len()).sum()
     }

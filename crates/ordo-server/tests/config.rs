@@ -76,6 +76,14 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
         ("request_timeout_ms", json!(1234), "1234"),
         ("shutdown_timeout_secs", json!(7), "7"),
         ("worker_threads", json!(3), "3"),
+        (
+            "nats_url",
+            json!("nats://nats.example:4222"),
+            "nats://nats.example:4222",
+        ),
+        ("nats_subject_prefix", json!("acme.rules"), "acme.rules"),
+        ("nats_stale_after_secs", json!(9), "9"),
+        ("writer_lease_ttl_secs", json!(12), "12"),
         ("instance_id", json!("ordo-7"), "ordo-7"),
         ("log_executions_every", json!(10), "10"),
         ("log_level", json!("debug"), "debug"),
@@ -114,6 +122,14 @@ fn every_key_can_come_from_a_file_the_environment_or_a_flag() {
             "watch_rules" => (
                 vec![("ORDO_RULES_DIR", "/tmp/somewhere")],
                 vec!["--rules-dir=/tmp/somewhere"],
+            ),
+            // Only a writer (with a log to publish) or a reader syncs.
+            "nats_url" => (
+                vec![
+                    ("ORDO_ROLE", "writer"),
+                    ("ORDO_RULES_DIR", "/tmp/somewhere"),
+                ],
+                vec!["--role=writer", "--rules-dir=/tmp/somewhere"],
             ),
             _ => (Vec::new(), Vec::new()),
         };

@@ -120,6 +120,14 @@ pub struct Flags {
     pub shutdown_timeout_secs: Option<String>,
     #[arg(long, global = true, value_name = "N")]
     pub worker_threads: Option<String>,
+    #[arg(long, global = true, value_name = "URL")]
+    pub nats_url: Option<String>,
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub nats_subject_prefix: Option<String>,
+    #[arg(long, global = true, value_name = "SECS")]
+    pub nats_stale_after_secs: Option<String>,
+    #[arg(long, global = true, value_name = "SECS")]
+    pub writer_lease_ttl_secs: Option<String>,
     #[arg(long, global = true, value_name = "ID")]
     pub instance_id: Option<String>,
     #[arg(long, global = true, value_name = "N")]
@@ -133,7 +141,7 @@ pub struct Flags {
 impl Flags {
     /// The flags given, as `(key, text)`.
     pub fn given(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 22] = [
+        let all: [(&'static str, &Option<String>); 26] = [
             ("role", &self.role),
             ("writer_addr", &self.writer_addr),
             ("host", &self.host),
@@ -152,6 +160,10 @@ impl Flags {
             ("request_timeout_ms", &self.request_timeout_ms),
             ("shutdown_timeout_secs", &self.shutdown_timeout_secs),
             ("worker_threads", &self.worker_threads),
+            ("nats_url", &self.nats_url),
+            ("nats_subject_prefix", &self.nats_subject_prefix),
+            ("nats_stale_after_secs", &self.nats_stale_after_secs),
+            ("writer_lease_ttl_secs", &self.writer_lease_ttl_secs),
             ("instance_id", &self.instance_id),
             ("log_executions_every", &self.log_executions_every),
             ("log_level", &self.log_level),

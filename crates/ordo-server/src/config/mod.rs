@@ -35,6 +35,9 @@ pub const RESTART_KEYS: &[&str] = &[
     "worker_threads",
     "instance_id",
     "log_format",
+    "nats_url",
+    "nats_subject_prefix",
+    "writer_lease_ttl_secs",
 ];
 
 /// What an instance does with writes.
@@ -126,8 +129,26 @@ pub struct Config {
     /// Threads serving requests (default: one per CPU core).
     #[schemars(range(min = 1, max = 1024))]
     pub worker_threads: Option<u32>,
-    /// This instance's id, shown in /health and logs (later also naming its NATS
-    /// consumer). Unset: a random id per start.
+    /// NATS server URL (e.g. nats://localhost:4222; several, comma-separated, for a
+    /// cluster). A writer publishes every commit to the JetStream stream `ordo-rules`; a
+    /// reader follows it. Needs the `nats-sync` build feature (on by default).
+    #[schemars(length(min = 1))]
+    pub nats_url: Option<String>,
+    /// Subject prefix for sync events: `{prefix}.{tenant_id}.{name}` and
+    /// `{prefix}.tenants`.
+    #[schemars(length(min = 1))]
+    pub nats_subject_prefix: String,
+    /// A reader cut off from NATS for longer than this many seconds stops reporting
+    /// ready (it keeps serving its catalog) and rebuilds from the stream on return.
+    #[schemars(range(min = 1))]
+    pub nats_stale_after_secs: u64,
+    /// How long the writer lease (NATS KV) outlives its holder; renewed every third of
+    /// it. A second writer takes over no sooner than this after the first one stops.
+    #[schemars(range(min = 3, max = 3600))]
+    pub writer_lease_ttl_secs: u64,
+    /// This instance's id, shown in /health and logs, naming its NATS consumer
+    /// (`ordo-{instance-id}`) and marking the events it publishes. Unset: a random id per
+    /// start.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     pub instance_id: Option<String>,
     /// Log one execution in every N (with its request id, ruleset, result and time);
@@ -161,6 +182,10 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             shutdown_timeout_secs: 30,
             worker_threads: None,
+            nats_url: None,
+            nats_subject_prefix: "ordo.rules".to_string(),
+            nats_stale_after_secs: 30,
+            writer_lease_ttl_secs: 10,
             instance_id: None,
             log_executions_every: 1000,
             log_level: "info".to_string(),
@@ -215,6 +240,7 @@ impl Config {
                 "needs rules_dir (the directory to watch)".into(),
             );
         }
+        self.check_nats(&mut bad);
         if let Err(e) = ordo_core::validate_name(&self.default_tenant) {
             bad("default_tenant", self.default_tenant.clone(), e);
         }
@@ -242,6 +268,67 @@ impl Config {
         problems
     }
 
+    /// The NATS keys against the rest: a URL each part of which is `nats://` or
+    /// `tls://`, a role that syncs, a writer with a durable log of its own, a binary that
+    /// can do it.
+    fn check_nats(&self, bad: &mut impl FnMut(&str, String, String)) {
+        if let Err(e) = crate::sync::event::check_prefix(&self.nats_subject_prefix) {
+            bad(
+                "nats_subject_prefix",
+                format!("{:?}", self.nats_subject_prefix),
+                e,
+            );
+        }
+        let Some(url) = &self.nats_url else {
+            return;
+        };
+        let shown = format!("{:?}", crate::store::redact_url(url));
+        if !cfg!(feature = "nats-sync") {
+            bad(
+                "nats_url",
+                shown,
+                "this binary was built without the nats-sync feature: rebuild with \
+                 `--features nats-sync` (on by default) or leave nats_url unset"
+                    .into(),
+            );
+            return;
+        }
+        let parts_ok = url.split(',').all(|part| {
+            matches!(url::Url::parse(part.trim()), Ok(u) if matches!(u.scheme(), "nats" | "tls") && u.host().is_some())
+        });
+        if !parts_ok {
+            bad(
+                "nats_url",
+                shown,
+                "must be nats://HOST:PORT or tls://HOST:PORT (several comma-separated)".into(),
+            );
+            return;
+        }
+        match self.role {
+            Role::Standalone => bad(
+                "nats_url",
+                shown,
+                "a standalone instance does not sync: set role to writer (publishes) or reader (follows)"
+                    .into(),
+            ),
+            Role::Writer if self.store_location() == Ok(crate::store::Location::Memory) => bad(
+                "nats_url",
+                shown,
+                "a writer publishing to NATS needs a durable commit log to publish from: set \
+                 rules_dir or database_url"
+                    .into(),
+            ),
+            Role::Reader if self.rules_dir.is_some() => bad(
+                "rules_dir",
+                format!("{:?}", self.rules_dir.as_deref().unwrap_or_else(|| std::path::Path::new(""))),
+                "a reader following NATS rebuilds its catalog from the stream and keeps no \
+                 rules directory; follow a shared directory (rules_dir, watch_rules) or NATS, not both"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
+
     /// Where the commit log lives.
     pub fn store_location(&self) -> Result<crate::store::Location, String> {
         if self.role == Role::Reader {
@@ -256,6 +343,7 @@ impl Config {
         let mut shown = self.clone();
         shown.api_token = vec!["(hidden)".into(); self.api_token.len()];
         shown.database_url = self.database_url.as_deref().map(crate::store::redact_url);
+        shown.nats_url = self.nats_url.as_deref().map(crate::store::redact_url);
         shown
     }
 
@@ -281,6 +369,41 @@ impl Config {
             burst_limit: self.default_tenant_burst,
             execution_timeout_ms: self.default_tenant_timeout_ms,
             max_rules: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nats_problems(config: &Config) -> Vec<String> {
+        config
+            .check()
+            .into_iter()
+            .filter(|p| p.key == "nats_url")
+            .map(|p| p.reason)
+            .collect()
+    }
+
+    #[test]
+    fn nats_url_is_refused_or_accepted_as_the_build_allows() {
+        let config = Config {
+            role: Role::Reader,
+            nats_url: Some("nats://127.0.0.1:4222".into()),
+            ..Config::default()
+        };
+        let problems = nats_problems(&config);
+        if cfg!(feature = "nats-sync") {
+            assert!(problems.is_empty(), "{problems:?}");
+        } else {
+            // Never silently ignored: the start is refused, saying why.
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems
+                    .iter()
+                    .all(|p| p.contains("without the nats-sync feature"))
+            );
         }
     }
 }

@@ -100,6 +100,9 @@ impl From<Error> for ApiError {
                 "STORE_UNAVAILABLE",
                 message,
             ),
+            Error::NotLeaseHolder(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_LEASE_HOLDER", message)
+            }
             Error::Unavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", message)
             }

@@ -41,6 +41,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
         "sync": {
             "applied_seq": catalog.seq,
             "rules_dir": svc.rules_sync(),
+            "nats": svc.nats().map(|n| n.to_json(svc.is_reader(), &svc.consumer_name())),
+            "catalog_hash": catalog.content_hash(),
         },
         "checks": {
             "ready": not_ready.is_empty(),

@@ -6,6 +6,7 @@
 
 mod attach;
 mod exec;
+mod replica;
 mod rules;
 mod tenants;
 
@@ -23,6 +24,7 @@ use crate::rules_dir::{FileProblem, PendingFile, RulesDir};
 use crate::store::{Commit, Location, Source, StorageInfo, Store};
 
 pub use exec::{BatchOptions, Executed, TestCase};
+pub use replica::Rebuild;
 pub use rules::{PutOutcome, PutStatus, ReloadReport, RollbackOutcome, Versions};
 
 /// Why the server could not start.
@@ -66,6 +68,10 @@ pub struct Service {
     files: Option<Arc<RulesDir>>,
     /// Seq of the last commit; holding the lock is the right to append.
     head: tokio::sync::Mutex<u64>,
+    /// The last commit's seq, announced to the outbox after every append.
+    appended: tokio::sync::watch::Sender<u64>,
+    /// NATS sync, when `nats_url` is set.
+    nats: Option<Arc<crate::sync::status::NatsStatus>>,
     /// `instance_id` from the configuration, or a random one.
     instance_id: String,
     shutting_down: AtomicBool,
@@ -122,8 +128,16 @@ impl Service {
             }
             None => (None, None),
         };
+        let nats = config.nats_url.as_deref().map(|url| {
+            Arc::new(crate::sync::status::NatsStatus::new(
+                url,
+                &config.nats_subject_prefix,
+            ))
+        });
         let service = Arc::new(Service {
             head: tokio::sync::Mutex::new(0),
+            appended: tokio::sync::watch::Sender::new(0),
+            nats,
             instance_id: config.instance_id.clone().unwrap_or_else(|| {
                 format!("ordo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
             }),
@@ -202,6 +216,7 @@ impl Service {
         {
             let mut head = self.head.lock().await;
             *head = state.seq;
+            self.appended.send_replace(state.seq);
             *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = file_cache;
             self.projection.store(catalog);
         }
@@ -229,7 +244,31 @@ impl Service {
         {
             crate::sync::rules_watch::spawn(self.clone(), dir.root().to_path_buf());
         }
+        #[cfg(feature = "nats-sync")]
+        if self.nats.is_some() {
+            crate::sync::nats::spawn(self.clone());
+        }
         Ok(())
+    }
+
+    /// NATS sync's state, when `nats_url` is set.
+    pub fn nats(&self) -> Option<&Arc<crate::sync::status::NatsStatus>> {
+        self.nats.as_ref()
+    }
+
+    /// Follows the seq of the last appended commit.
+    pub fn watch_appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// The commit log, once attached.
+    pub fn commit_log(&self) -> Option<&Store> {
+        self.store.get()
+    }
+
+    /// This reader's durable consumer: `ordo-{instance-id}`.
+    pub fn consumer_name(&self) -> String {
+        format!("ordo-{}", self.instance_id)
     }
 
     /// The commit log, or why there is none yet.
@@ -384,6 +423,23 @@ impl Service {
         } else if !self.is_attached() {
             reasons.push("starting: loading the commit log".to_string());
         }
+        if let Some(nats) = &self.nats {
+            if self.is_reader() {
+                if let Some(why) = nats.unfresh() {
+                    reasons.push(format!("not in step with the stream: {why}"));
+                }
+            } else {
+                match nats.lease() {
+                    crate::sync::status::Lease::Held => {}
+                    crate::sync::status::Lease::Unknown => {
+                        reasons.push("waiting for the writer lease (NATS not reached yet)".into())
+                    }
+                    crate::sync::status::Lease::HeldBy(holder) => {
+                        reasons.push(format!("another writer ({holder}) holds the writer lease"))
+                    }
+                }
+            }
+        }
         reasons
     }
 
@@ -392,6 +448,14 @@ impl Service {
         let mut reasons = Vec::new();
         if self.files_lagging.load(Ordering::SeqCst) {
             reasons.push("a rules file could not be written after its commit".to_string());
+        }
+        if let Some(nats) = self.nats.as_ref().filter(|_| !self.is_reader()) {
+            let behind = self.appended.borrow().saturating_sub(nats.published());
+            if behind > 0 && nats.down_for().is_some() {
+                reasons.push(format!(
+                    "{behind} commit(s) waiting to be published: NATS unreachable"
+                ));
+            }
         }
         let problems = self.file_problems();
         if !problems.is_empty() {
@@ -505,6 +569,25 @@ impl Service {
     /// Appends commits in one transaction, unless the database's head is uncertain.
     async fn append_all(&self, commits: &[Commit]) -> Result<()> {
         self.writable()?;
+        // Files of the instance's own (locked) directory may be imported without the
+        // lease: the log is its own; only the lease holder's log is published.
+        if let Some(nats) = &self.nats
+            && commits.iter().any(|c| c.source != Source::File)
+        {
+            match nats.lease() {
+                crate::sync::status::Lease::Held => {}
+                crate::sync::status::Lease::Unknown => {
+                    return Err(Error::NotLeaseHolder(
+                        "this writer has not acquired the writer lease yet (NATS not reached); retry shortly".into(),
+                    ));
+                }
+                crate::sync::status::Lease::HeldBy(holder) => {
+                    return Err(Error::NotLeaseHolder(format!(
+                        "another writer ({holder}) holds the writer lease; send writes to it"
+                    )));
+                }
+            }
+        }
         if self.resync_needed.load(Ordering::SeqCst) {
             return Err(Error::Unavailable(
                 "re-reading the commit log after a failed write; retry shortly".into(),
@@ -536,6 +619,7 @@ impl Service {
                 self.files_lagging.store(true, Ordering::SeqCst);
             }
             *head = state.seq;
+            self.appended.send_replace(state.seq);
         }
         self.resync_needed.store(false, Ordering::SeqCst);
         Ok(())
@@ -565,6 +649,7 @@ impl Service {
         }
         if let Some(last) = commits.last() {
             *head = last.seq;
+            self.appended.send_replace(last.seq);
         }
         self.projection.store(next);
         Ok(())
@@ -597,6 +682,7 @@ impl Service {
         audit(&commit);
         metrics::counter!("ordo_commits_total", "source" => source.as_str()).increment(1);
         *head = commit.seq;
+        self.appended.send_replace(commit.seq);
         if let Some(file) = &file {
             // Before the rename, so the watcher knows the event when it comes.
             self.note_own_write(file.target().to_path_buf(), file.finished_stamp());

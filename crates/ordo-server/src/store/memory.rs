@@ -61,6 +61,20 @@ impl MemoryStore {
         })
     }
 
+    pub fn commits_after(&self, after: u64, limit: u32, tenants_only: bool) -> Vec<Commit> {
+        self.with_log(|log| {
+            log.iter()
+                .filter(|c| c.seq > after)
+                .filter(|c| {
+                    !tenants_only
+                        || matches!(c.change, Change::PutTenant(_) | Change::DeleteTenant { .. })
+                })
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .cloned()
+                .collect()
+        })
+    }
+
     pub fn versions(&self, tenant: &str, name: &str) -> Vec<VersionInfo> {
         self.with_log(|log| {
             log.iter()

@@ -369,6 +369,21 @@ impl Store {
         }
     }
 
+    /// Commits after `after`, in `seq` order, at most `limit` of them; only the tenant
+    /// commits when `tenants_only`. What the outbox publishes from.
+    pub async fn commits_after(
+        &self,
+        after: u64,
+        limit: u32,
+        tenants_only: bool,
+    ) -> Result<Vec<Commit>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.commits_after(after, limit, tenants_only)),
+            Store::Sqlite(s) => s.commits_after(after, limit, tenants_only).await,
+            Store::Postgres(s) => s.commits_after(after, limit, tenants_only).await,
+        }
+    }
+
     /// The rules-directory file cache (empty for the in-memory store).
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
         match self {
@@ -480,6 +495,54 @@ pub(crate) fn version_info(row: VersionRow) -> Result<VersionInfo, StoreError> {
         created_at_ms,
         source: Source::parse(&source),
         hash: hash.unwrap_or_default(),
+    })
+}
+
+/// A `commits` row: seq, id, created_at_ms, source, kind, tenant, name, version,
+/// content, hash.
+pub(crate) type LogRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The commit a `commits` row holds.
+pub(crate) fn commit_of(row: LogRow) -> Result<Commit, StoreError> {
+    let (seq, id, created_at_ms, source, kind, tenant, name, version, content, hash) = row;
+    let seq = seq_of(seq)?;
+    let change = match kind.as_str() {
+        "ruleset_put" => Change::PutRuleSet(stored_version(
+            &tenant,
+            &name,
+            seq,
+            (version, content, hash),
+        )?),
+        "ruleset_delete" => Change::DeleteRuleSet { tenant, name },
+        "tenant_put" => {
+            let content = content
+                .ok_or_else(|| StoreError::Corrupt(format!("commit {seq} has no content")))?;
+            Change::PutTenant(tenant_of(&tenant, &content)?)
+        }
+        "tenant_delete" => Change::DeleteTenant { id: tenant },
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "commit {seq} has an unknown kind '{other}'"
+            )));
+        }
+    };
+    Ok(Commit {
+        seq,
+        id,
+        created_at_ms,
+        source: Source::parse(&source),
+        change,
     })
 }
 

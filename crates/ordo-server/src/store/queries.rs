@@ -100,5 +100,26 @@ macro_rules! shared_queries {
             row.map(|row| $crate::store::stored_version(tenant, name, seq, row))
                 .transpose()
         }
+
+        /// Commits after `after`, in order, at most `limit`; only tenant commits when
+        /// `tenants_only`.
+        async fn commits_after_in(
+            pool: &sqlx::Pool<$db>,
+            after: u64,
+            limit: u32,
+            tenants_only: bool,
+        ) -> Result<Vec<$crate::store::Commit>, $crate::store::StoreError> {
+            let rows: Vec<$crate::store::LogRow> = sqlx::query_as(
+                "SELECT seq, id, created_at_ms, source, kind, tenant_id, name, version, content, hash
+                 FROM commits WHERE seq > $1 AND ($2 = 0 OR kind LIKE 'tenant%')
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind($crate::store::seq_param(after)?)
+            .bind(i32::from(tenants_only))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter().map($crate::store::commit_of).collect()
+        }
     };
 }

@@ -142,6 +142,15 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    pub async fn commits_after(
+        &self,
+        after: u64,
+        limit: u32,
+        tenants_only: bool,
+    ) -> Result<Vec<Commit>, StoreError> {
+        commits_after_in(&self.pool, after, limit, tenants_only).await
+    }
+
     pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
         versions_in(&self.pool, tenant, name).await
     }

@@ -2,6 +2,8 @@
 //! over HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "nats-sync")]
+pub mod nats;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader};
