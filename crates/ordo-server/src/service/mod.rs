@@ -70,6 +70,8 @@ pub struct Service {
     head: tokio::sync::Mutex<u64>,
     /// The last commit's seq, announced to the outbox after every append.
     appended: tokio::sync::watch::Sender<u64>,
+    /// The latest commits, so the outbox publishes them without reading the store.
+    recent: Mutex<std::collections::VecDeque<Commit>>,
     /// NATS sync, when `nats_url` is set.
     nats: Option<Arc<crate::sync::status::NatsStatus>>,
     /// `instance_id` from the configuration, or a random one.
@@ -137,6 +139,7 @@ impl Service {
         let service = Arc::new(Service {
             head: tokio::sync::Mutex::new(0),
             appended: tokio::sync::watch::Sender::new(0),
+            recent: Mutex::new(std::collections::VecDeque::new()),
             nats,
             instance_id: config.instance_id.clone().unwrap_or_else(|| {
                 format!("ordo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
@@ -259,6 +262,33 @@ impl Service {
     /// Follows the seq of the last appended commit.
     pub fn watch_appended(&self) -> tokio::sync::watch::Receiver<u64> {
         self.appended.subscribe()
+    }
+
+    /// Records appended commits for the outbox and announces the new head.
+    fn appended(&self, commits: &[Commit]) {
+        if self.nats.is_some() {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            for commit in commits {
+                if recent.len() == RECENT {
+                    recent.pop_front();
+                }
+                recent.push_back(commit.clone());
+            }
+        }
+        if let Some(last) = commits.last() {
+            self.appended.send_replace(last.seq);
+        }
+    }
+
+    /// The commits after `seq` if they are all still held in memory (`None`: read
+    /// them from the store).
+    pub fn recent_after(&self, seq: u64) -> Option<Vec<Commit>> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let first = recent.front()?.seq;
+        if first > seq + 1 {
+            return None;
+        }
+        Some(recent.iter().filter(|c| c.seq > seq).cloned().collect())
     }
 
     /// The commit log, once attached.
@@ -619,6 +649,11 @@ impl Service {
                 self.files_lagging.store(true, Ordering::SeqCst);
             }
             *head = state.seq;
+            // Commits this instance did not make are read from the store by the outbox.
+            self.recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
             self.appended.send_replace(state.seq);
         }
         self.resync_needed.store(false, Ordering::SeqCst);
@@ -649,8 +684,8 @@ impl Service {
         }
         if let Some(last) = commits.last() {
             *head = last.seq;
-            self.appended.send_replace(last.seq);
         }
+        self.appended(commits);
         self.projection.store(next);
         Ok(())
     }
@@ -682,7 +717,7 @@ impl Service {
         audit(&commit);
         metrics::counter!("ordo_commits_total", "source" => source.as_str()).increment(1);
         *head = commit.seq;
-        self.appended.send_replace(commit.seq);
+        self.appended(std::slice::from_ref(&commit));
         if let Some(file) = &file {
             // Before the rename, so the watcher knows the event when it comes.
             self.note_own_write(file.target().to_path_buf(), file.finished_stamp());
@@ -750,6 +785,9 @@ async fn run_blocking<T: Send + 'static>(
         .await
         .map_err(|e| Error::Internal(format!("file task failed: {e}")))?
 }
+
+/// Commits kept in memory for the outbox.
+const RECENT: usize = 1024;
 
 static PROCESS_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
