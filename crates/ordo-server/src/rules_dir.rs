@@ -535,3 +535,19 @@ fn staged_path(target: &Path, suffix: &str) -> PathBuf {
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+/// Replaces `path` with `bytes` atomically and durably (temp file, fsync, rename,
+/// directory fsync), creating its directory if needed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"))?;
+    fs::create_dir_all(dir)?;
+    let staged = staged_path(path, TMP_SUFFIX);
+    let mut file = File::create(&staged)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&staged, path)?;
+    sync_dir(dir)
+}

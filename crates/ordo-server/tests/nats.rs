@@ -432,8 +432,60 @@ fn a_reader_killed_during_writes_catches_up() {
 }
 
 #[test]
+fn a_reader_with_a_rules_directory_serves_its_cache_at_once_and_follows_on() {
+    let Some(mut nats) =
+        Nats::start("a_reader_with_a_rules_directory_serves_its_cache_at_once_and_follows_on")
+    else {
+        return;
+    };
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w = writer(&nats, wd.path(), &[]);
+    let r = w.post("/api/v1/tenants", &json!({"id": "acme", "name": "Acme"}));
+    assert_eq!(r.status / 100, 2, "{}", r.text);
+    put(&w, "a", "1.0.0", "A1");
+    put(&w, "gone", "1.0.0", "G");
+    let r = w.send_json_as(
+        "POST",
+        "/api/v1/rulesets",
+        &ruleset("t", "1.0.0", "T1"),
+        &[("x-tenant-id", "acme")],
+    );
+    assert_eq!(r.status / 100, 2, "{}", r.text);
+    assert_eq!(w.delete("/api/v1/rulesets/gone").status / 100, 2);
+    let cache = ["--rules-dir", rd.path().to_str().unwrap()];
+    let r1 = reader(&nats, "r1", &cache);
+    converge(&w, &[&r1]);
+    assert_eq!(sync_of(&r1)["rules_dir"]["mode"], "nats_cache");
+    // The cache is readable files, the other tenant's in its own directory.
+    assert!(rd.path().join("a.json").exists());
+    assert!(rd.path().join("tenants/acme/t.json").exists());
+    assert!(!rd.path().join("gone.json").exists());
+    r1.kill9();
+
+    // Changes while the reader is down, then NATS goes away too.
+    put(&w, "a", "1.0.0", "A2");
+    put(&w, "b", "1.0.0", "B1");
+    wait_for(CONVERGE, "the writer to publish", || {
+        sync_of(&w)["nats"]["published_seq"] == sync_of(&w)["applied_seq"]
+    });
+    nats.kill();
+    let r1 = reader(&nats, "r1", &cache);
+    // Served at once from the cache, not ready (it cannot know what it missed).
+    assert_eq!(code_of(&r1, "a", "default"), "A1");
+    assert_eq!(code_of(&r1, "t", "acme"), "T1");
+    assert_eq!(r1.get("/healthz/ready").status, 503);
+    nats.resume();
+    converge(&w, &[&r1]);
+    assert_eq!(code_of(&r1, "a", "default"), "A2");
+    assert_eq!(code_of(&r1, "b", "default"), "B1");
+    // It followed on from its durable consumer: no rebuild since the restart.
+    assert_eq!(sync_of(&r1)["nats"]["rebuilds"], 0);
+    assert!(rd.path().join("b.json").exists());
+}
+
+#[test]
 fn nats_settings_are_checked_before_start() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--nats-url", "nats://127.0.0.1:4222"], "standalone"),
         (
             &["--role", "writer", "--nats-url", "nats://127.0.0.1:4222"],
@@ -446,6 +498,18 @@ fn nats_settings_are_checked_before_start() {
         (
             &["--role", "reader", "--nats-subject-prefix", "a.*"],
             "wildcard",
+        ),
+        (
+            &[
+                "--role",
+                "reader",
+                "--nats-url",
+                "nats://127.0.0.1:4222",
+                "--rules-dir",
+                "/tmp",
+                "--watch-rules",
+            ],
+            "not both",
         ),
     ];
     for (args, reason) in cases {

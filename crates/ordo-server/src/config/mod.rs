@@ -318,11 +318,11 @@ impl Config {
                  rules_dir or database_url"
                     .into(),
             ),
-            Role::Reader if self.rules_dir.is_some() => bad(
-                "rules_dir",
-                format!("{:?}", self.rules_dir.as_deref().unwrap_or_else(|| std::path::Path::new(""))),
-                "a reader following NATS rebuilds its catalog from the stream and keeps no \
-                 rules directory; follow a shared directory (rules_dir, watch_rules) or NATS, not both"
+            Role::Reader if self.watch_rules => bad(
+                "watch_rules",
+                "true".into(),
+                "a reader following NATS keeps its own copy of the catalog in rules_dir (its \
+                 cache); follow a shared directory (watch_rules, no nats_url) or NATS, not both"
                     .into(),
             ),
             _ => {}

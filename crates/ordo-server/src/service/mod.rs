@@ -24,7 +24,7 @@ use crate::rules_dir::{FileProblem, PendingFile, RulesDir};
 use crate::store::{Commit, Location, Source, StorageInfo, Store};
 
 pub use exec::{BatchOptions, Executed, TestCase};
-pub use replica::Rebuild;
+pub use replica::{Rebuild, ReplicaState};
 pub use rules::{PutOutcome, PutStatus, ReloadReport, RollbackOutcome, Versions};
 
 /// Why the server could not start.
@@ -74,6 +74,10 @@ pub struct Service {
     recent: Mutex<std::collections::VecDeque<Commit>>,
     /// NATS sync, when `nats_url` is set.
     nats: Option<Arc<crate::sync::status::NatsStatus>>,
+    /// A NATS reader's cached state, as read from its rules directory at start.
+    replica: Mutex<Option<replica::ReplicaState>>,
+    /// A NATS reader's rules directory: content hash of each ruleset file it wrote.
+    cache_files: Mutex<std::collections::HashMap<(String, String), String>>,
     /// `instance_id` from the configuration, or a random one.
     instance_id: String,
     shutting_down: AtomicBool,
@@ -110,9 +114,11 @@ impl Service {
         let location = config.store_location().map_err(StartError::Config)?;
         let t0 = Instant::now();
         let reader = config.role == crate::config::Role::Reader;
+        // A reader following NATS keeps its own copy of the catalog in its directory.
+        let follows_files = reader && config.nats_url.is_none();
         let (files, dir_lock) = match &config.rules_dir {
             // A reader reads the writer's directory and never writes to it.
-            Some(path) if reader => (
+            Some(path) if follows_files => (
                 Some(Arc::new(RulesDir::open_read_only(
                     path,
                     &config.default_tenant,
@@ -141,6 +147,8 @@ impl Service {
             appended: tokio::sync::watch::Sender::new(0),
             recent: Mutex::new(std::collections::VecDeque::new()),
             nats,
+            replica: Mutex::new(None),
+            cache_files: Mutex::new(Default::default()),
             instance_id: config.instance_id.clone().unwrap_or_else(|| {
                 format!("ordo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
             }),
@@ -223,7 +231,9 @@ impl Service {
             *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = file_cache;
             self.projection.store(catalog);
         }
-        if self.files.is_some() {
+        if self.is_cache() {
+            self.load_replica().await;
+        } else if self.files.is_some() {
             let report = self.reload().await.map_err(StartError::Import)?;
             tracing::debug!(
                 open_ms = opened.as_secs_f64() * 1e3,
@@ -546,6 +556,7 @@ impl Service {
         let last = self.last_reload_ms.load(Ordering::SeqCst);
         serde_json::json!({
             "mode": match (config.rules_dir.is_some(), config.watch_rules) {
+                (true, _) if self.is_cache() => "nats_cache",
                 (true, true) => "rules_dir_watch",
                 (true, false) => "rules_dir",
                 (false, _) => "none",

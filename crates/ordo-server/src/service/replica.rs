@@ -139,3 +139,199 @@ impl Service {
         next
     }
 }
+
+/// What a reader's rules directory holds besides the files: which log they come from,
+/// up to which commit, and the tenant list. Written after the files, so the files are
+/// never behind it (events after it are delivered again and re-applied).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaState {
+    pub authority: Option<String>,
+    pub seq: u64,
+    /// Creation time of the stream the catalog was read from (ns since the epoch).
+    pub stream_created: Option<i128>,
+    pub tenants: Vec<TenantConfig>,
+}
+
+const REPLICA_FILE: &str = "replica.json";
+
+impl Service {
+    /// Whether this reader keeps its catalog in its own rules directory (NATS reader
+    /// with `rules_dir`).
+    pub fn is_cache(&self) -> bool {
+        self.is_reader() && self.nats.is_some() && self.files.is_some()
+    }
+
+    fn replica_path(&self) -> Option<std::path::PathBuf> {
+        self.files.as_ref().map(|d| {
+            d.root()
+                .join(crate::rules_dir::STATE_DIR)
+                .join(REPLICA_FILE)
+        })
+    }
+
+    /// Reads the cache's state (before its files are loaded): `None` without one.
+    pub(super) fn read_replica(&self) -> Option<ReplicaState> {
+        let path = self.replica_path()?;
+        let text = std::fs::read_to_string(&path).ok()?;
+        match serde_json::from_str(&text) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable replica state; rebuilding from the stream");
+                None
+            }
+        }
+    }
+
+    /// The cached state this reader started from, if any.
+    pub fn cached_replica(&self) -> Option<ReplicaState> {
+        self.replica
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Brings the rules directory in line with the served catalog, then records its
+    /// state. `changed`: the rulesets to write or delete (`None`: compare everything).
+    pub async fn persist_replica(
+        &self,
+        authority: Option<String>,
+        stream_created: Option<i128>,
+        changed: Option<Vec<(String, String)>>,
+    ) {
+        let (Some(dir), Some(path)) = (self.files.clone(), self.replica_path()) else {
+            return;
+        };
+        let catalog = self.catalog_full();
+        let mut stored = self
+            .cache_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let keys: Vec<(String, String)> = match changed {
+            Some(keys) => keys,
+            None => {
+                let mut all: Vec<(String, String)> = stored.keys().cloned().collect();
+                for (t, view) in &catalog.tenants {
+                    all.extend(view.rulesets.keys().map(|n| (t.clone(), n.clone())));
+                }
+                all.sort();
+                all.dedup();
+                all
+            }
+        };
+        let state = ReplicaState {
+            authority,
+            seq: catalog.seq,
+            stream_created,
+            tenants: catalog
+                .tenants
+                .values()
+                .filter(|v| v.stored)
+                .map(|v| v.config.clone())
+                .collect(),
+        };
+        let result = super::run_blocking(move || {
+            for (tenant, name) in keys {
+                let current = catalog.tenant(&tenant).and_then(|v| v.rulesets.get(&name));
+                let key = (tenant.clone(), name.clone());
+                match current {
+                    Some(entry) if stored.get(&key) == Some(&entry.stored.hash) => {}
+                    Some(entry) => {
+                        let model = ordo_core::RuleSet::from_json(&entry.stored.content)
+                            .map_err(|e| super::Error::Internal(e.to_string()))?;
+                        dir.prepare_put(&tenant, &name, &model)
+                            .and_then(|f| f.finish())
+                            .map_err(|e| super::Error::Internal(e.to_string()))?;
+                        stored.insert(key, entry.stored.hash.clone());
+                    }
+                    None => {
+                        if let Some(f) = dir
+                            .prepare_delete(&tenant, &name)
+                            .map_err(|e| super::Error::Internal(e.to_string()))?
+                        {
+                            f.finish()
+                                .map_err(|e| super::Error::Internal(e.to_string()))?;
+                        }
+                        stored.remove(&key);
+                    }
+                }
+            }
+            let text = serde_json::to_vec_pretty(&state)
+                .map_err(|e| super::Error::Internal(e.to_string()))?;
+            crate::rules_dir::write_atomic(&path, &text)
+                .map_err(|e| super::Error::Internal(e.to_string()))?;
+            Ok(stored)
+        })
+        .await;
+        match result {
+            Ok(stored) => {
+                *self.cache_files.lock().unwrap_or_else(|e| e.into_inner()) = stored;
+            }
+            Err(e) => {
+                self.files_lagging
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::error!(error = %e, "the reader's rules directory could not be updated");
+            }
+        }
+    }
+}
+
+impl Service {
+    /// Serves a NATS reader's cached catalog at once: its tenants and `seq` from the
+    /// replica state, its rulesets from the files. A cache that cannot be read whole is
+    /// served as far as it goes, but not trusted: the follower rebuilds from the stream.
+    pub(super) async fn load_replica(self: &Arc<Self>) {
+        let Some(dir) = self.files.clone() else {
+            return;
+        };
+        // Staged changes of an interrupted update: their events are delivered again.
+        let _ = super::run_blocking(move || Ok(dir.recover(|_, _| None))).await;
+        let Some(state) = self.read_replica() else {
+            return;
+        };
+        {
+            let mut head = self.head.lock().await;
+            let stored = State {
+                seq: state.seq,
+                rulesets: Vec::new(),
+                tenants: state.tenants.clone(),
+            };
+            self.projection
+                .store(build_catalog(&self.config(), &stored));
+            *head = state.seq;
+        }
+        let complete = match self.reload().await {
+            Ok(report) if report.errors.is_empty() => true,
+            Ok(report) => {
+                tracing::warn!(
+                    problems = report.errors.len(),
+                    "the reader's rules directory is incomplete; rebuilding from the stream"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the reader's rules directory could not be read; rebuilding from the stream");
+                false
+            }
+        };
+        let catalog = self.catalog_full();
+        let on_disk = catalog
+            .tenants
+            .iter()
+            .flat_map(|(t, v)| {
+                v.rulesets
+                    .iter()
+                    .map(move |(n, e)| ((t.clone(), n.clone()), e.stored.hash.clone()))
+            })
+            .collect();
+        *self.cache_files.lock().unwrap_or_else(|e| e.into_inner()) = on_disk;
+        tracing::info!(
+            seq = catalog.seq,
+            rulesets = catalog.ruleset_count(),
+            "serving the cached catalog"
+        );
+        if complete {
+            *self.replica.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        }
+    }
+}

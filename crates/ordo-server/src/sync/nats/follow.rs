@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use super::{back_off, check_stream, created_of};
 use crate::service::{Rebuild, Service};
 use crate::sync::STREAM;
-use crate::sync::event::{AUTHORITY_HEADER, Envelope};
+use crate::sync::event::{AUTHORITY_HEADER, Envelope, Event};
 use crate::sync::status::NatsStatus;
 
 /// How long a rebuild may wait for the next message of the stream's image.
@@ -27,11 +27,14 @@ pub async fn run(service: Arc<Service>, js: Context) {
     let Some(status) = service.nats().cloned() else {
         return;
     };
+    let cached = service.cached_replica();
     let mut follower = Follower {
+        authority: cached.as_ref().and_then(|c| c.authority.clone()),
+        cached,
         service,
         js,
         status,
-        authority: None,
+        created: None,
     };
     let mut delay = Duration::from_millis(100);
     loop {
@@ -51,6 +54,11 @@ struct Follower {
     status: Arc<NatsStatus>,
     /// The commit log the served catalog comes from.
     authority: Option<String>,
+    /// The cache this reader started from: followed on from its durable consumer's
+    /// position instead of rebuilt (once).
+    cached: Option<crate::service::ReplicaState>,
+    /// Creation time of the stream being followed.
+    created: Option<i128>,
 }
 
 impl Follower {
@@ -67,7 +75,7 @@ impl Follower {
         }
         let created = created_of(&info);
         let target = info.state.last_sequence;
-        let mut seen_messages = info.state.messages;
+        let seen_messages = info.state.messages;
         let image_authority = if seen_messages > 0 {
             stream.get_raw_message(target).await.ok().and_then(|m| {
                 m.headers
@@ -79,10 +87,79 @@ impl Follower {
         };
 
         let name = self.service.consumer_name();
-        let _ = stream.delete_consumer(&name).await;
+        self.created = Some(created);
+        let mut catching_up = false;
+        let resumed = match self.cached.take() {
+            Some(cache)
+                if cache.stream_created == Some(created)
+                    && cache.authority.is_some()
+                    && (image_authority.is_none() || image_authority == cache.authority) =>
+            {
+                match stream.get_consumer::<pull::Config>(&name).await {
+                    Ok(mut consumer) => {
+                        let pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(1);
+                        match consumer.messages().await {
+                            Ok(messages) => {
+                                tracing::info!(
+                                    seq = cache.seq,
+                                    pending,
+                                    "following on from the cached catalog"
+                                );
+                                catching_up = pending > 0;
+                                Some(messages)
+                            }
+                            Err(_) => None,
+                        }
+                    }
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        };
+        let mut messages = match resumed {
+            Some(messages) => {
+                if catching_up {
+                    self.status
+                        .set_unfresh("catching up with the stream from the cached catalog".into());
+                } else {
+                    self.status.set_fresh();
+                }
+                messages
+            }
+            None => match self
+                .rebuild(&stream, &name, target, seen_messages, image_authority)
+                .await
+            {
+                Ok(messages) => messages,
+                Err(reason) => return reason,
+            },
+        };
+        self.live(
+            &stream,
+            &name,
+            &mut messages,
+            created,
+            seen_messages,
+            catching_up,
+        )
+        .await
+    }
+
+    /// Recreates the consumer from the start of the stream, folds the stream's image into
+    /// a new catalog and serves it; returns the consumer's messages, to follow on.
+    async fn rebuild(
+        &mut self,
+        stream: &async_nats::jetstream::stream::Stream,
+        name: &str,
+        target: u64,
+        seen_messages: u64,
+        image_authority: Option<String>,
+    ) -> Result<pull::Stream, String> {
+        let prefix = self.status.prefix().to_string();
+        let _ = stream.delete_consumer(name).await;
         let consumer: PullConsumer = match stream
             .create_consumer(pull::Config {
-                durable_name: Some(name.clone()),
+                durable_name: Some(name.to_string()),
                 description: Some("ordo-server reader".into()),
                 deliver_policy: DeliverPolicy::All,
                 ack_policy: AckPolicy::Explicit,
@@ -94,11 +171,11 @@ impl Follower {
             .await
         {
             Ok(c) => c,
-            Err(e) => return format!("cannot create consumer {name}: {e}"),
+            Err(e) => return Err(format!("cannot create consumer {name}: {e}")),
         };
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
-            Err(e) => return format!("cannot consume with {name}: {e}"),
+            Err(e) => return Err(format!("cannot consume with {name}: {e}")),
         };
         self.status.count_rebuild();
 
@@ -107,11 +184,11 @@ impl Follower {
         if seen_messages > 0 && target > 0 {
             loop {
                 let msg = match tokio::time::timeout(REBUILD_STALL, messages.next()).await {
-                    Err(_) => return "rebuild stalled: the stream stopped delivering".into(),
-                    Ok(None) => return "the consumer's message stream ended".into(),
+                    Err(_) => return Err("rebuild stalled: the stream stopped delivering".into()),
+                    Ok(None) => return Err("the consumer's message stream ended".into()),
                     Ok(Some(Err(e))) => match e.kind() {
                         pull::MessagesErrorKind::ConsumerDeleted => {
-                            return "consumer deleted during the rebuild".into();
+                            return Err("consumer deleted during the rebuild".into());
                         }
                         _ => continue,
                     },
@@ -120,7 +197,7 @@ impl Follower {
                 let position = stream_seq(&msg);
                 let env = match Envelope::decode(&msg.payload) {
                     Ok(env) => env,
-                    Err(e) => return format!("stream message {position}: {e}"),
+                    Err(e) => return Err(format!("stream message {position}: {e}")),
                 };
                 // Leftovers of an earlier log are not part of the current image.
                 if image_authority
@@ -140,17 +217,34 @@ impl Follower {
         let served = self.service.catalog().seq;
         let same_log = image_authority.is_none() || image_authority == self.authority;
         if same_log && rebuild.seq() < served && self.authority.is_some() {
-            return format!(
+            return Err(format!(
                 "the stream holds commits up to {} but this catalog is at {served}: waiting for the writer to publish again",
                 rebuild.seq()
-            );
+            ));
         }
         if image_authority.is_some() {
             self.authority = image_authority;
         }
         self.service.install_rebuild(rebuild).await;
+        if self.service.is_cache() {
+            self.service
+                .persist_replica(self.authority.clone(), self.created, None)
+                .await;
+        }
         self.status.set_fresh();
+        Ok(messages)
+    }
 
+    /// Applies new events as they come, and watches freshness; returns why it stopped.
+    async fn live(
+        &mut self,
+        stream: &async_nats::jetstream::stream::Stream,
+        name: &str,
+        messages: &mut pull::Stream,
+        created: i128,
+        mut seen_messages: u64,
+        mut catching_up: bool,
+    ) -> String {
         let stale_after = Duration::from_secs(self.service.config().nats_stale_after_secs);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut cut_off = false;
@@ -170,6 +264,10 @@ impl Follower {
                     };
                     if let Err(reason) = self.apply(&msg).await {
                         return reason;
+                    }
+                    if catching_up && msg.info().is_ok_and(|i| i.pending == 0) {
+                        catching_up = false;
+                        self.status.set_fresh();
                     }
                 }
                 _ = tick.tick() => {
@@ -202,10 +300,15 @@ impl Follower {
                         }
                         Err(_) => continue,
                     }
-                    if let Err(e) = stream.consumer_info(&name).await
-                        && matches!(e.kind(), ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound)
-                    {
-                        return format!("consumer {name} lost");
+                    match stream.consumer_info(name).await {
+                        Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound) => {
+                            return format!("consumer {name} lost");
+                        }
+                        Ok(info) if catching_up && info.num_pending == 0 && info.num_ack_pending == 0 => {
+                            catching_up = false;
+                            self.status.set_fresh();
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -246,6 +349,21 @@ impl Follower {
         if self.service.apply_event(&env).await {
             metrics::counter!("ordo_sync_events_applied_total").increment(1);
             metrics::histogram!("ordo_sync_apply_seconds").record(started.elapsed());
+            if self.service.is_cache() {
+                // On disk before the ack: an event not yet kept is delivered again.
+                let changed = match &env.event {
+                    Event::RulePut {
+                        tenant_id, name, ..
+                    }
+                    | Event::RuleDeleted { tenant_id, name } => {
+                        vec![(tenant_id.clone(), name.clone())]
+                    }
+                    Event::TenantConfigChanged { .. } => Vec::new(),
+                };
+                self.service
+                    .persist_replica(self.authority.clone(), self.created, Some(changed))
+                    .await;
+            }
         }
         let _ = msg.ack().await;
         Ok(())
