@@ -241,3 +241,36 @@ fn a_reader_started_before_its_directory_exists_follows_it_once_created() {
     assert_eq!(sync["mode"], "rules_dir_watch");
     assert!(sync["last_reload_at_ms"].as_i64().unwrap() > 0, "{sync}");
 }
+
+#[test]
+fn a_watcher_that_dies_at_runtime_is_replaced_and_started_again() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    let write = |code: &str| {
+        std::fs::write(dir.join("r.json"), ruleset("r", "1.0.0", code).to_string()).unwrap()
+    };
+    write("A");
+    let r = watching_reader(&dir, &[]);
+    assert_eq!(code(&r, "r").as_deref(), Some("A"));
+    // The directory is removed under the watcher (its inotify watch dies with it) ...
+    std::fs::remove_dir_all(&dir).unwrap();
+    wait_for("the reader to notice", || {
+        r.get("/health").json()["sync"]["rules_dir"]["watcher"] == "polling"
+    });
+    wait_for("the deletion to be applied", || code(&r, "r").is_none());
+    // ... and made again: watched again within a second or so, long before the 30 s poll.
+    std::fs::create_dir(&dir).unwrap();
+    write("B");
+    wait_for("the new directory's file", || {
+        code(&r, "r").as_deref() == Some("B")
+    });
+    wait_for("the native watcher again", || {
+        r.get("/health").json()["sync"]["rules_dir"]["watcher"] == "native"
+    });
+    write("C");
+    wait_for("an edit seen by the new watcher", || {
+        code(&r, "r").as_deref() == Some("C")
+    });
+    assert!(r.log_text().contains("went away"), "{}", r.log_text());
+}

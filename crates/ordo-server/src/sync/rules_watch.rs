@@ -82,6 +82,14 @@ async fn run(
         let trigger = tokio::select! {
             event = events.recv(), if watcher.is_some() => match event {
                 // Reading a file is an event too (the reload's own reads among them).
+                // The watched directory itself removed or moved away: its watch is
+                // gone with it. Watch again (once it exists again) and reload now.
+                Some(Ok(event)) if lost_root(&event, &dir) => {
+                    tracing::warn!(dir = %dir.display(), kind = ?event.kind, "the watched rules directory went away; polling until it can be watched again");
+                    watcher = None;
+                    service.set_watcher_active(false);
+                    Some(false)
+                }
                 Some(Ok(event)) => {
                     let wanted = wanted(&event.kind) && relevant(&service, &event.paths);
                     if wanted {
@@ -157,6 +165,15 @@ async fn run(
 fn wanted(kind: &notify::EventKind) -> bool {
     use notify::event::{EventKind, ModifyKind, RenameMode};
     !kind.is_access() && !matches!(kind, EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+}
+
+/// Whether `event` removes or renames the watched directory itself.
+fn lost_root(event: &notify::Event, dir: &Path) -> bool {
+    use notify::event::{EventKind, ModifyKind};
+    matches!(
+        event.kind,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    ) && event.paths.iter().any(|p| p == dir)
 }
 
 /// Whether an event touches a ruleset file that this instance did not just write.

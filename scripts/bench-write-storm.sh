@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Reader execute throughput during a write storm: a private nats-server -js, a release
+# writer (rules directory) publishing to it and a release reader following it. wrk drives
+# POST /api/v1/execute/discount on the reader, first alone, then while a client rewrites
+# other rulesets on the writer as fast as it answers (each write reaches the reader).
+#
+#   scripts/bench-write-storm.sh [duration, default 10s] [connections, default 32]
+#
+# ORDO_BENCH_STORM_RATE caps the storm (writes per second; default: no cap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10s}
+CONNS=${2:-32}
+DATA=crates/ordo-core/benches/data
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
+command -v nats-server >/dev/null || { echo "nats-server not found: apt-get install nats-server" >&2; exit 1; }
+if [ -n "${ORDO_BENCH_BIN:-}" ]; then
+  BIN=$ORDO_BENCH_BIN
+else
+  cargo build --release -p ordo-server --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release/ordo-server
+fi
+
+WORK=$(mktemp -d)
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/js" >/dev/null 2>&1 &
+PIDS+=($!)
+sleep 0.5
+mkdir -p "$WORK/rules"
+cp "$DATA/discount.json" "$WORK/rules/"
+
+start() { # name, args...
+  local name=$1; shift
+  "$BIN" --host 127.0.0.1 --port 0 --log-level warn,ordo_server::server=info "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  local addr=""
+  for _ in $(seq 200); do
+    addr=$(grep -o 'listening on http://[0-9.:]*' "$WORK/$name.log" | sed 's/listening on //' || true)
+    [ -n "$addr" ] && break
+    sleep 0.05
+  done
+  [ -n "$addr" ] || { cat "$WORK/$name.log" >&2; exit 1; }
+  for _ in $(seq 400); do
+    curl -sf "$addr/healthz/ready" >/dev/null && break
+    sleep 0.05
+  done
+  echo "$addr"
+}
+WRITER=$(start writer --role writer --rules-dir "$WORK/rules" --nats-url "nats://127.0.0.1:$PORT")
+READER=$(start reader --role reader --nats-url "nats://127.0.0.1:$PORT" --instance-id bench)
+
+cat >"$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open("$DATA/discount-input.json"):read("a")
+LUA
+run_wrk() {
+  wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$READER/api/v1/execute/discount" |
+    awk '/Requests\/sec/ {rps=$2} / 99%/ {p99=$2} END {print rps, p99}'
+}
+
+read -r QUIET QUIET_P99 < <(run_wrk)
+python3 - "$WRITER" "$DATA/discount.json" "${ORDO_BENCH_STORM_RATE:-0}" "$WORK/storm" <<'PY' &
+import http.client, json, os, sys, time, urllib.parse
+addr, path, rate, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+u = urllib.parse.urlparse(addr)
+rules = json.load(open(path))
+conn = http.client.HTTPConnection(u.hostname, u.port)
+n, start = 0, time.time()
+while not os.path.exists(out + ".stop"):
+    rules["config"]["name"] = f"storm-{n % 50}"
+    rules["config"]["version"] = f"1.0.{n}"
+    conn.request("POST", "/api/v1/rulesets", json.dumps(rules), {"Content-Type": "application/json"})
+    r = conn.getresponse(); r.read()
+    assert r.status in (200, 201), r.status
+    n += 1
+    if rate > 0:
+        time.sleep(max(0.0, start + n / rate - time.time()))
+open(out, "w").write(f"{n} {time.time() - start}")
+PY
+STORM=$!
+sleep 0.5
+read -r BUSY BUSY_P99 < <(run_wrk)
+touch "$WORK/storm.stop"
+wait $STORM
+read -r WRITES SECS <"$WORK/storm"
+SEQ_W=$(curl -s "$WRITER/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sync"]["applied_seq"])')
+for _ in $(seq 200); do
+  SEQ_R=$(curl -s "$READER/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sync"]["applied_seq"])')
+  [ "$SEQ_R" = "$SEQ_W" ] && break
+  sleep 0.05
+done
+python3 - "$QUIET" "$QUIET_P99" "$BUSY" "$BUSY_P99" "$WRITES" "$SECS" "$SEQ_W" "$SEQ_R" <<'PY'
+import sys
+quiet, qp99, busy, bp99, writes, secs, sw, sr = sys.argv[1:]
+quiet, busy, writes, secs = float(quiet), float(busy), int(writes), float(secs)
+print(f"reader alone:        {quiet:,.0f} req/s, p99 {qp99}")
+print(f"during the storm:    {busy:,.0f} req/s, p99 {bp99} ({(1 - busy / quiet) * 100:+.1f}% drop)")
+print(f"storm: {writes} writes in {secs:.1f} s ({writes / secs:,.0f}/s); writer seq {sw}, reader seq {sr}")
+PY
