@@ -20,6 +20,9 @@ use crate::sync::STREAM;
 use crate::sync::event::{AUTHORITY_HEADER, Envelope, Event};
 use crate::sync::status::NatsStatus;
 
+/// A durable consumer unused for this long is removed by the server.
+const CONSUMER_INACTIVE: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a rebuild may wait for the next message of the stream's image.
 const REBUILD_STALL: Duration = Duration::from_secs(10);
 
@@ -166,6 +169,9 @@ impl Follower {
                 ack_wait: Duration::from_secs(30),
                 filter_subject: format!("{prefix}.>"),
                 max_ack_pending: 10_000,
+                // Readers come and go with their pods' names: a consumer nobody has
+                // pulled from for a day is removed (its reader, if it returns, rebuilds).
+                inactive_threshold: CONSUMER_INACTIVE,
                 ..Default::default()
             })
             .await
