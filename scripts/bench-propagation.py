@@ -12,7 +12,6 @@ on a kept-alive connection. Prints p50, p99 and max.
 """
 import http.client, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
-sys.setswitchinterval(0.0001)  # the POST thread and the poller hand over at once
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 args = sys.argv[1:]
@@ -61,6 +60,32 @@ rules = os.path.join(work, "rules")
 os.mkdir(rules)
 procs = []
 
+POLLER = r"""
+import http.client, json, sys, time
+host, port, gap = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+conn = http.client.HTTPConnection(host, port)
+body = json.dumps({"input": {}})
+for line in sys.stdin:
+    code = line.strip()
+    print("polling", flush=True)
+    start = time.monotonic()
+    while True:
+        try:
+            conn.request("POST", "/api/v1/execute/prop", body, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            out = json.loads(r.read() or b"null")
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            conn.close()  # an error answered before the body was read closes it
+            continue
+        if r.status == 200 and out["code"] == code:
+            print(time.monotonic(), flush=True)
+            break
+        if time.monotonic() - start > 10:
+            print("timeout", flush=True)
+            break
+        time.sleep(gap)
+"""
+
 
 def free_port():
     import socket
@@ -104,33 +129,27 @@ try:
         r, rc = start(["--role", "reader", "--rules-dir", rules, "--watch-rules"], os.path.join(work, "r.log"))
         procs.append(r)
     lat, post = [], []
-    import threading
+    # The reader is polled by a process of its own, from the moment the POST starts
+    # (the event may arrive before the writer has answered): told the code to wait for,
+    # it answers with the monotonic time it first saw it (comparable across processes).
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, rc.host, str(rc.port), str(POLL_GAP)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    procs.append(poller)
     for i in range(updates + 1):
         code = f"C{i}"
-        done = {}
-
-        def write():
-            status, _ = call(wc, "POST", "/api/v1/rulesets", ruleset(code))
-            done["status"], done["at"] = status, time.perf_counter()
-
-        t = time.perf_counter()
-        # The reader is polled from the moment the POST starts, not after it returns:
-        # the event may arrive before the writer has answered.
-        poster = threading.Thread(target=write)
-        poster.start()
-        while True:
-            status, out = call(rc, "POST", "/api/v1/execute/prop", {"input": {}})
-            if status == 200 and out["code"] == code:
-                break
-            if time.perf_counter() - t > 10:
-                sys.exit(f"update {i} did not reach the reader within 10 s")
-            time.sleep(POLL_GAP)  # leave the CPU to the servers (2 cores are shared)
-        seen = time.perf_counter()
-        poster.join()
-        assert done["status"] in (200, 201), done
-        if i > 0:  # the first one also waits for the reader's first sight of the file
-            lat.append((seen - t) * 1000)
-            post.append((done["at"] - t) * 1000)
+        poller.stdin.write(code + "\n")
+        poller.stdin.flush()
+        assert poller.stdout.readline().strip() == "polling"
+        t = time.monotonic()
+        status, _ = call(wc, "POST", "/api/v1/rulesets", ruleset(code))
+        posted = time.monotonic()
+        assert status in (200, 201), status
+        seen = poller.stdout.readline().strip()
+        if seen == "timeout":
+            sys.exit(f"update {i} did not reach the reader within 10 s")
+        if i > 0:  # the first one also waits for the reader's first sight of the ruleset
+            lat.append((float(seen) - t) * 1000)
+            post.append((posted - t) * 1000)
         # Past the watcher's 200 ms spacing: each update stands alone.
         time.sleep(0.25 if mode == "watch" else float(os.environ.get("ORDO_BENCH_SPACING_MS", "50")) / 1000)
     def summary(xs):

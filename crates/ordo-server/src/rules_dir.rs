@@ -185,6 +185,12 @@ impl RulesDir {
         database_path(&self.root)
     }
 
+    /// The stored tenants, as the writer last committed them (`.ordo/tenants.json`): how
+    /// a reader of the directory learns of tenants other than its default one.
+    pub fn tenants_path(&self) -> PathBuf {
+        self.root.join(STATE_DIR).join("tenants.json")
+    }
+
     /// Takes the directory's exclusive lock, so that two instances never both act as
     /// the authority over one directory. Held for as long as the returned file lives.
     pub fn lock(&self) -> io::Result<File> {

@@ -274,3 +274,69 @@ fn a_watcher_that_dies_at_runtime_is_replaced_and_started_again() {
     });
     assert!(r.log_text().contains("went away"), "{}", r.log_text());
 }
+
+#[test]
+fn tenants_and_their_rules_reach_a_reader_of_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let w = Server::start(&[
+        "--role",
+        "writer",
+        "--rules-dir",
+        d,
+        "--watch-rules",
+        "--multi-tenancy-enabled",
+    ]);
+    let r = watching_reader(dir.path(), &["--multi-tenancy-enabled"]);
+    let acme = [("x-tenant-id", "acme")];
+    let created = w.post(
+        "/api/v1/tenants",
+        &json!({"id": "acme", "name": "Acme", "max_rules": 5}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let put = w.send_json_as(
+        "POST",
+        "/api/v1/rulesets",
+        &ruleset("p", "1.0.0", "ACME"),
+        &acme,
+    );
+    assert_eq!(put.status, 201, "{}", put.text);
+    assert_eq!(
+        w.post("/api/v1/rulesets", &ruleset("p", "1.0.0", "DEFAULT"))
+            .status,
+        201
+    );
+    let run = |tenant: &[(&str, &str)]| {
+        let out = r.send_json_as(
+            "POST",
+            "/api/v1/execute/p",
+            &json!({"input": {"x": 1}}),
+            tenant,
+        );
+        (out.status == 200).then(|| out.json()["code"].as_str().unwrap().to_string())
+    };
+    wait_for("the tenant's ruleset on the reader", || {
+        run(&acme).as_deref() == Some("ACME")
+    });
+    wait_for("the default tenant's ruleset", || {
+        run(&[]).as_deref() == Some("DEFAULT")
+    });
+    assert_eq!(run(&acme).as_deref(), Some("ACME"));
+    assert_eq!(r.get_as("/api/v1/tenants/acme", &[]).json()["max_rules"], 5);
+    // A configuration change alone reaches it too.
+    let changed = w.send_json(
+        "PUT",
+        "/api/v1/tenants/acme",
+        &json!({"id": "acme", "name": "Acme", "max_rules": 9}),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    wait_for("the tenant's new configuration", || {
+        r.get("/api/v1/tenants/acme").json()["max_rules"] == 9
+    });
+    assert!(
+        r.get("/health").json()["checks"]["rules_dir_problems"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

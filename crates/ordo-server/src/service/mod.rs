@@ -251,6 +251,12 @@ impl Service {
             );
         }
         self.attached.store(true, Ordering::SeqCst);
+        if self.files.is_some() && !self.is_reader() {
+            // Readers of the directory learn the tenants from it; repair it if a crash
+            // came between a tenant commit and its file.
+            let this = self.clone();
+            tokio::spawn(async move { this.write_tenants_file().await });
+        }
         warm_up(self.catalog_full());
         if self.config().watch_rules
             && let Some(dir) = &self.files

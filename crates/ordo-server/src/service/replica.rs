@@ -111,7 +111,12 @@ impl Service {
 
     /// The catalog with exactly `tenants` stored (and the configured default tenant when
     /// it has no stored configuration); rulesets and rate limiters carry over.
-    fn with_tenants(&self, current: &Catalog, seq: u64, tenants: &[TenantConfig]) -> Catalog {
+    pub(super) fn with_tenants(
+        &self,
+        current: &Catalog,
+        seq: u64,
+        tenants: &[TenantConfig],
+    ) -> Catalog {
         let mut next = current.clone();
         let default = self.config().default_tenant_config();
         next.tenants

@@ -442,6 +442,13 @@ impl Service {
         spawn_write(async move {
             let started = Instant::now();
             let mut head = this.head.lock().await;
+            let mut tenant_problem = None;
+            if this.is_reader() && !this.is_cache() {
+                tenant_problem = this
+                    .read_tenants_file(&dir)
+                    .err()
+                    .map(|reason| (dir.tenants_path(), reason));
+            }
             // A file seen before, whose content is the one now current, need not be
             // parsed when its bytes are the same, nor even read when its size and
             // modification time are, and that time is older than when its bytes were
@@ -485,6 +492,9 @@ impl Service {
                 errors: scan.problems,
                 ..ReloadReport::default()
             };
+            if let Some((path, reason)) = tenant_problem {
+                report.errors.push(FileProblem { path, reason });
+            }
             let mut seen: HashSet<(String, String)> = scan.unusable;
             // All differences become commits appended in one transaction and made
             // visible in one catalog swap: importing a thousand files costs one sync.

@@ -52,6 +52,7 @@ impl Service {
                 c.put_tenant(seq, config)
             })
             .await?;
+            this.write_tenants_file().await;
             Ok(!exists)
         })
         .await
@@ -83,8 +84,60 @@ impl Service {
                     c.delete_tenant(seq, &target)
                 })
                 .await?;
+            this.write_tenants_file().await;
             Ok(seq)
         })
         .await
+    }
+
+    /// Writes the stored tenants next to the rules files, for readers of the directory.
+    /// The log is the truth: a failure here is repaired at the next start.
+    pub(super) async fn write_tenants_file(&self) {
+        let Some(dir) = self.files.clone().filter(|_| !self.is_reader()) else {
+            return;
+        };
+        let mut tenants: Vec<TenantConfig> = self
+            .catalog()
+            .tenants
+            .values()
+            .filter(|t| t.stored)
+            .map(|t| t.config.clone())
+            .collect();
+        tenants.sort_by(|a, b| a.id.cmp(&b.id));
+        let written = super::run_blocking(move || {
+            let text =
+                serde_json::to_vec_pretty(&tenants).map_err(|e| Error::Internal(e.to_string()))?;
+            let path = dir.tenants_path();
+            if std::fs::read(&path).is_ok_and(|old| old == text) {
+                return Ok(());
+            }
+            crate::rules_dir::write_atomic(&path, &text).map_err(|e| Error::Internal(e.to_string()))
+        })
+        .await;
+        if let Err(e) = written {
+            self.files_lagging
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(error = %e, "the tenants file could not be written");
+        }
+    }
+
+    /// A reader of a shared directory takes the tenants the writer wrote there.
+    pub(super) fn read_tenants_file(&self, dir: &crate::rules_dir::RulesDir) -> Result<(), String> {
+        let path = dir.tenants_path();
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let tenants: Vec<TenantConfig> =
+            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        for t in &tenants {
+            t.validate()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let current = self.projection.load_full();
+        let next = self.with_tenants(&current, current.seq, &tenants);
+        self.projection.store(next);
+        Ok(())
     }
 }

@@ -85,9 +85,8 @@ async fn run(
                 // The watched directory itself removed or moved away: its watch is
                 // gone with it. Watch again (once it exists again) and reload now.
                 Some(Ok(event)) if lost_root(&event, &dir) => {
-                    tracing::warn!(dir = %dir.display(), kind = ?event.kind, "the watched rules directory went away; polling until it can be watched again");
                     watcher = None;
-                    service.set_watcher_active(false);
+                    watch_lost(&service, &dir);
                     Some(false)
                 }
                 Some(Ok(event)) => {
@@ -128,8 +127,14 @@ async fn run(
                 tokio::time::sleep(wait).await;
             }
         }
-        // This reload covers every event so far; later ones trigger the next.
-        while events.try_recv().is_ok() {}
+        // This reload covers every event so far; later ones trigger the next. Among
+        // them may be the loss of the directory's own watch.
+        while let Ok(event) = events.try_recv() {
+            if watcher.is_some() && event.as_ref().is_ok_and(|e| lost_root(e, &dir)) {
+                watcher = None;
+                watch_lost(&service, &dir);
+            }
+        }
         let started = Instant::now();
         if service.is_shutting_down() {
             return;
@@ -167,6 +172,11 @@ fn wanted(kind: &notify::EventKind) -> bool {
     !kind.is_access() && !matches!(kind, EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
 }
 
+fn watch_lost(service: &Service, dir: &Path) {
+    tracing::warn!(dir = %dir.display(), "the watched rules directory went away; polling until it can be watched again");
+    service.set_watcher_active(false);
+}
+
 /// Whether `event` removes or renames the watched directory itself.
 fn lost_root(event: &notify::Event, dir: &Path) -> bool {
     use notify::event::{EventKind, ModifyKind};
@@ -181,7 +191,9 @@ fn relevant(service: &Service, paths: &[PathBuf]) -> bool {
     let Some(dir) = service.rules_dir_handle() else {
         return false;
     };
-    paths
-        .iter()
-        .any(|p| dir.is_ruleset_path(p) && !service.is_own_write(Path::new(p)))
+    let tenants = dir.tenants_path();
+    paths.iter().any(|p| {
+        (dir.is_ruleset_path(p) && !service.is_own_write(Path::new(p)))
+            || (service.is_reader() && *p == tenants)
+    })
 }
