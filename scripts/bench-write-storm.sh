@@ -78,7 +78,7 @@ while not os.path.exists(out + ".stop"):
     n += 1
     if rate > 0:
         time.sleep(max(0.0, start + n / rate - time.time()))
-open(out, "w").write(f"{n} {time.time() - start}")
+open(out, "w").write(f"{n} {time.time() - start}\n")
 PY
 STORM=$!
 sleep 0.5
