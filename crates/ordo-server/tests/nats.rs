@@ -393,6 +393,43 @@ fn a_second_writer_is_refused_until_the_first_is_gone() {
 }
 
 #[test]
+fn a_writer_stopped_with_sigterm_publishes_and_hands_its_lease_over_at_once() {
+    let Some(nats) =
+        Nats::start("a_writer_stopped_with_sigterm_publishes_and_hands_its_lease_over_at_once")
+    else {
+        return;
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The default TTL (10 s): a hand-over within 5 s is the lease given back.
+    let w1 = writer(&nats, d1.path(), &[]);
+    put(&w1, "one", "1.0.0", "W1");
+    let url = nats.url();
+    let args = [
+        "--role",
+        "writer",
+        "--rules-dir",
+        d2.path().to_str().unwrap(),
+        "--nats-url",
+        &url,
+    ];
+    let w2 = Server::start(&args);
+    wait_for(CONVERGE, "w2 to see the lease held", || {
+        w2.get("/healthz/ready")
+            .text
+            .contains("holds the writer lease")
+    });
+    let stopped = Instant::now();
+    let log = w1.log.clone();
+    assert!(w1.terminate().success());
+    assert!(log.lock().unwrap().contains("writer lease given back"));
+    w2.wait_ready(Duration::from_secs(5)).unwrap();
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+    put(&w2, "two", "1.0.0", "W2");
+    let r1 = reader(&nats, "r1", &[]);
+    converge(&w2, &[&r1]);
+}
+
+#[test]
 fn a_reader_started_before_the_writer_waits_not_ready() {
     let Some(nats) = Nats::start("a_reader_started_before_the_writer_waits_not_ready") else {
         return;

@@ -525,6 +525,28 @@ impl Service {
     }
 
     pub async fn close(&self) {
+        if let Some(nats) = self.nats.as_ref().filter(|_| !self.is_reader()) {
+            // Publish what is committed (briefly), then give the writer lease back.
+            let head = *self.appended.borrow();
+            let deadline = Instant::now() + std::time::Duration::from_secs(2);
+            while nats.published() < head
+                && nats.lease() == crate::sync::status::Lease::Held
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            if nats.published() < head {
+                tracing::warn!(
+                    unpublished = head - nats.published(),
+                    "commits not published yet; the next start publishes them"
+                );
+            }
+            nats.stop();
+            let deadline = Instant::now() + std::time::Duration::from_secs(1);
+            while nats.lease() == crate::sync::status::Lease::Held && Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
         if let Some(store) = self.store.get() {
             store.close().await;
         }

@@ -34,6 +34,8 @@ struct Inner {
 #[derive(Debug)]
 pub struct NatsStatus {
     inner: Mutex<Inner>,
+    /// Set when the process stops: the writer lease is given back.
+    stopping: tokio::sync::watch::Sender<bool>,
     url: String,
     prefix: String,
 }
@@ -52,7 +54,17 @@ impl NatsStatus {
             }),
             url: crate::store::redact_url(url),
             prefix: prefix.to_string(),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Asks the sync tasks to let go (the writer gives its lease back).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {

@@ -28,6 +28,7 @@ pub async fn run(service: Arc<Service>, js: Context) {
     let me = service.instance_id().to_string();
     let mut kv: Option<Store> = None;
     let mut revision: Option<u64> = None;
+    let mut stopping = status.stopping();
     loop {
         let store = match &kv {
             Some(s) => s.clone(),
@@ -95,15 +96,23 @@ pub async fn run(service: Arc<Service>, js: Context) {
                 }
             },
         };
-        if service.is_shutting_down() {
+        let stop = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            _ = stopping.wait_for(|stop| *stop) => true,
+        };
+        if stop {
             // Let a successor take over at once instead of after the TTL.
             if revision.is_some() {
-                let _ = store.delete(&key).await;
-                status.set_lease(Lease::Unknown);
+                match store.delete(&key).await {
+                    Ok(()) => tracing::info!("writer lease given back"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot give the writer lease back; it expires by itself")
+                    }
+                }
             }
+            status.set_lease(Lease::Unknown);
             return;
         }
-        tokio::time::sleep(wait).await;
     }
 }
 
