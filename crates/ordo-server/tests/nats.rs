@@ -319,6 +319,20 @@ fn a_purged_stream_or_lost_consumer_makes_readers_rebuild() {
     put(&w, "after", "1.0.0", "AFTER");
     converge(&w, &[&r1, &late]);
     assert_eq!(code_of(&r1, "after", "default"), "AFTER");
+
+    // The stream deleted: the writer creates it again and publishes its whole log; the
+    // readers rebuild from the new stream.
+    let before = rebuilds(&r1);
+    nats.with_js(async |js| {
+        js.delete_stream("ordo-rules").await.unwrap();
+    });
+    wait_for(CONVERGE, "a rebuild after the deletion", || {
+        rebuilds(&r1) > before
+    });
+    put(&w, "later", "1.0.0", "LATER");
+    converge(&w, &[&r1, &late]);
+    assert_eq!(code_of(&late, "k9", "default"), "K");
+    assert_eq!(code_of(&late, "later", "default"), "LATER");
 }
 
 #[test]
