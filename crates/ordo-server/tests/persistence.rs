@@ -512,7 +512,55 @@ fn file_import_respects_tenants_and_their_quotas() {
 }
 
 // The same tests with the commit log on PostgreSQL.
+/// A file is written after its commit: a crash in between leaves the file behind the
+/// log. The next start writes it again from the log instead of taking it for a hand edit;
+/// after a clean stop, the same difference is a hand edit and is imported.
+#[test]
+fn a_file_left_behind_its_commit_by_a_crash_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    assert_eq!(
+        s.post("/api/v1/rulesets", &ruleset("r", "1", "OLD")).status,
+        201
+    );
+    let old = fs::read_to_string(dir.path().join("r.json")).unwrap();
+    assert_eq!(
+        s.post("/api/v1/rulesets", &ruleset("r", "2", "NEW")).status,
+        200
+    );
+    s.kill9();
+    // As if the crash had come after the commit, before its file.
+    fs::write(dir.path().join("r.json"), &old).unwrap();
+    let s = start(dir.path(), &[]);
+    let out = s
+        .post("/api/v1/execute/r", &json!({"input": {"x": 1}}))
+        .json();
+    assert_eq!(out["code"], "NEW");
+    assert_eq!(
+        file_json(&dir.path().join("r.json"))["config"]["version"],
+        "2"
+    );
+    let versions = s.get("/api/v1/rulesets/r/versions").json();
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
+    assert!(s.log_text().contains("written again from the log"));
+    // After a clean stop nothing is in doubt: the same edit is the user's.
+    s.terminate();
+    fs::write(dir.path().join("r.json"), &old).unwrap();
+    let s = start(dir.path(), &[]);
+    let out = s
+        .post("/api/v1/execute/r", &json!({"input": {"x": 1}}))
+        .json();
+    assert_eq!(out["code"], "OLD");
+    let versions = s.get("/api/v1/rulesets/r/versions").json();
+    assert_eq!(versions["versions"][0]["source"], "file", "{versions}");
+}
+
 on_postgres!(
+    a_file_left_behind_its_commit_by_a_crash_is_written_again,
     examples_load_and_writes_survive_a_restart_as_files,
     files_are_imported_at_start_and_on_reload,
     interrupted_file_writes_are_resolved_at_start,

@@ -20,11 +20,27 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::projection::{Catalog, Entry, Projection, TenantView};
-use crate::rules_dir::{FileProblem, PendingFile, RulesDir};
+use crate::rules_dir::{FileProblem, RulesDir};
 use crate::store::{Commit, Location, Source, StorageInfo, Store};
 
 pub use exec::{BatchOptions, Executed, TestCase};
 pub use replica::{Rebuild, ReplicaState};
+
+/// Files as this instance last wrote them (`None`: deleted).
+type OwnWrites = BTreeMap<std::path::PathBuf, Option<crate::rules_dir::Stamp>>;
+
+/// What a commit does to the rules directory once it is durable.
+pub(super) enum FileWrite {
+    Put {
+        tenant: String,
+        name: String,
+        model: Box<ordo_core::RuleSet>,
+    },
+    Delete {
+        tenant: String,
+        name: String,
+    },
+}
 pub use rules::{PutOutcome, PutStatus, ReloadReport, RollbackOutcome, Versions};
 
 /// Why the server could not start.
@@ -94,7 +110,10 @@ pub struct Service {
     file_problems: Mutex<Vec<FileProblem>>,
     /// Files as this instance last wrote them (`None`: deleted): the watcher ignores
     /// events on a file that is still exactly so.
-    own_writes: Mutex<BTreeMap<std::path::PathBuf, Option<crate::rules_dir::Stamp>>>,
+    own_writes: Arc<Mutex<OwnWrites>>,
+    /// Every commit up to this seq has its rules file written (recorded with each
+    /// commit, so a start knows which files a crash may have left behind).
+    files_done: std::sync::atomic::AtomicU64,
     /// Exclusive lock on the rules directory, held for the process's lifetime.
     _dir_lock: Option<File>,
 }
@@ -166,7 +185,8 @@ impl Service {
             last_reload_ms: std::sync::atomic::AtomicI64::new(0),
             file_cache: Mutex::new(Default::default()),
             file_problems: Mutex::new(Vec::new()),
-            own_writes: Mutex::new(BTreeMap::new()),
+            own_writes: Arc::new(Mutex::new(BTreeMap::new())),
+            files_done: std::sync::atomic::AtomicU64::new(0),
             _dir_lock: dir_lock,
         });
         match location {
@@ -220,7 +240,9 @@ impl Service {
             for line in recovered {
                 tracing::warn!("interrupted file write {line}");
             }
+            self.rewrite_files_in_doubt(store, &state).await?;
         }
+        self.files_done.store(state.seq, Ordering::SeqCst);
         let catalog = build_catalog(&self.config(), &state);
         let built = t0.elapsed();
         let file_cache = store.load_file_cache().await?;
@@ -315,6 +337,74 @@ impl Service {
     /// This reader's durable consumer: `ordo-{instance-id}`.
     pub fn consumer_name(&self) -> String {
         format!("ordo-{}", self.instance_id)
+    }
+
+    /// Writes again, from the log, the files of the commits made after the last one
+    /// whose file was known written: a crash between a commit and its file leaves the
+    /// file behind, and it must not be taken for a hand edit.
+    async fn rewrite_files_in_doubt(
+        &self,
+        store: &Store,
+        state: &crate::store::State,
+    ) -> Result<(), StartError> {
+        let Some(done) = store.files_done().await? else {
+            return Ok(());
+        };
+        if done >= state.seq {
+            return Ok(());
+        }
+        let mut keys = std::collections::BTreeSet::new();
+        let mut after = done;
+        loop {
+            let page = store.commits_after(after, 1000, false).await?;
+            let Some(last) = page.last().map(|c| c.seq) else {
+                break;
+            };
+            for commit in page {
+                match commit.change {
+                    crate::store::Change::PutRuleSet(r) => keys.insert((r.tenant, r.name)),
+                    crate::store::Change::DeleteRuleSet { tenant, name } => {
+                        keys.insert((tenant, name))
+                    }
+                    _ => false,
+                };
+            }
+            after = last;
+        }
+        let current: BTreeMap<(String, String), &crate::store::StoredRuleSet> = state
+            .rulesets
+            .iter()
+            .map(|r| ((r.tenant.clone(), r.name.clone()), r))
+            .collect();
+        for (tenant, name) in keys {
+            let write = match current.get(&(tenant.clone(), name.clone())) {
+                Some(stored) => match ordo_core::RuleSet::from_json(&stored.content) {
+                    Ok(model) => FileWrite::Put {
+                        tenant: tenant.clone(),
+                        name: name.clone(),
+                        model: Box::new(model),
+                    },
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant, ruleset = %name, error = %e, "stored ruleset unreadable; its file is left as is");
+                        continue;
+                    }
+                },
+                None => FileWrite::Delete {
+                    tenant: tenant.clone(),
+                    name: name.clone(),
+                },
+            };
+            match self.write_file(write).await {
+                Ok(()) => {
+                    tracing::warn!(tenant = %tenant, ruleset = %name, "rules file written again from the log (its write was interrupted)")
+                }
+                Err(e) => {
+                    self.files_lagging.store(true, Ordering::SeqCst);
+                    tracing::error!(tenant = %tenant, ruleset = %name, error = %e, "rules file could not be written from the log");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The commit log, or why there is none yet.
@@ -548,6 +638,16 @@ impl Service {
             }
         }
         if let Some(store) = self.store.get() {
+            // Every file written: nothing for the next start to doubt.
+            let head = *self.head.lock().await;
+            if self.files.is_some()
+                && !self.is_reader()
+                && head > 0
+                && self.files_done.load(Ordering::SeqCst) == head
+                && let Err(e) = store.mark_files_done(head).await
+            {
+                tracing::warn!(error = %e, "could not record that every rules file is written");
+            }
             store.close().await;
         }
     }
@@ -568,9 +668,34 @@ impl Service {
             .is_some_and(|written| *written == crate::rules_dir::stamp_of(path))
     }
 
-    fn note_own_write(&self, path: std::path::PathBuf, stamp: Option<crate::rules_dir::Stamp>) {
-        let mut own = self.own_writes.lock().unwrap_or_else(|e| e.into_inner());
-        own.insert(path, stamp);
+    /// Writes a committed change's file (stage, fsync, rename, directory fsync), noting
+    /// it as this instance's own before the rename so the watcher knows the event.
+    async fn write_file(&self, write: FileWrite) -> Result<()> {
+        let Some(dir) = self.files.clone() else {
+            return Ok(());
+        };
+        let own = self.own_writes.clone();
+        run_blocking(move || {
+            let staged = match &write {
+                FileWrite::Put {
+                    tenant,
+                    name,
+                    model,
+                } => Some(dir.prepare_put(tenant, name, model)),
+                FileWrite::Delete { tenant, name } => dir.prepare_delete(tenant, name).transpose(),
+            };
+            let Some(staged) = staged
+                .transpose()
+                .map_err(|e| Error::Internal(e.to_string()))?
+            else {
+                return Ok(());
+            };
+            own.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(staged.target().to_path_buf(), staged.finished_stamp());
+            staged.finish().map_err(|e| Error::Internal(e.to_string()))
+        })
+        .await
     }
 
     /// Records whether the native rules-directory watcher runs.
@@ -662,8 +787,9 @@ impl Service {
                 "re-reading the commit log after a failed write; retry shortly".into(),
             ));
         }
+        let files_done = self.files_done.load(Ordering::SeqCst);
         self.store()?
-            .append_all(commits)
+            .append_all(commits, files_done)
             .await
             .map_err(|e| self.commit_failed(e))
     }
@@ -721,54 +847,59 @@ impl Service {
                 .increment(1);
             audit(commit);
         }
-        if let Some(last) = commits.last() {
+        if let (Some(first), Some(last)) = (commits.first(), commits.last()) {
             *head = last.seq;
+            // The files are where these commits came from: nothing to write.
+            let _ = self.files_done.compare_exchange(
+                first.seq - 1,
+                last.seq,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
         }
         self.appended(commits);
         self.projection.store(next);
         Ok(())
     }
 
-    /// Appends one commit (the caller holds the head lock) and makes it visible: the
-    /// staged file is finished and the catalog swapped. `file` is aborted if the append
-    /// fails, so a rejected write leaves nothing behind.
+    /// Appends one commit (the caller holds the head lock) and makes it visible: its
+    /// file is written and the catalog swapped. The file comes after the commit, so the
+    /// commit is published without waiting for it; a crash in between leaves the file
+    /// behind the log, and the next start writes it again (see `files_done`).
     async fn commit(
         &self,
         head: &mut u64,
         source: Source,
         change: crate::store::Change,
-        file: Option<PendingFile>,
+        file: Option<FileWrite>,
         apply: impl FnOnce(&Catalog, u64) -> Catalog,
     ) -> Result<u64> {
         let commit = self.new_commit(*head + 1, source, change);
         let started = Instant::now();
-        if let Err(e) = self.append(&commit).await {
-            if let Some(file) = file {
-                run_blocking(move || {
-                    file.abort();
-                    Ok(())
-                })
-                .await?;
-            }
-            return Err(e);
-        }
+        self.append(&commit).await?;
         metrics::histogram!("ordo_commit_duration_seconds").record(started.elapsed());
         audit(&commit);
         metrics::counter!("ordo_commits_total", "source" => source.as_str()).increment(1);
         *head = commit.seq;
         self.appended(std::slice::from_ref(&commit));
-        if let Some(file) = &file {
-            // Before the rename, so the watcher knows the event when it comes.
-            self.note_own_write(file.target().to_path_buf(), file.finished_stamp());
-        }
-        if let Some(file) = file
-            && let Err(e) =
-                run_blocking(move || file.finish().map_err(|e| Error::Internal(e.to_string())))
-                    .await
-        {
-            // The commit is durable and is served; the next start completes the file.
-            self.files_lagging.store(true, Ordering::SeqCst);
-            tracing::error!(seq = commit.seq, error = %e, "rules file not updated after commit");
+        let written = match file {
+            Some(file) => self.write_file(file).await,
+            None => Ok(()),
+        };
+        match written {
+            Ok(()) => {
+                let _ = self.files_done.compare_exchange(
+                    commit.seq - 1,
+                    commit.seq,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+            }
+            Err(e) => {
+                // The commit is durable and is served; the next start writes the file.
+                self.files_lagging.store(true, Ordering::SeqCst);
+                tracing::error!(seq = commit.seq, error = %e, "rules file not updated after commit");
+            }
         }
         let next = apply(&self.projection.load(), commit.seq);
         self.projection.store(next);

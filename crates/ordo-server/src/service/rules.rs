@@ -280,27 +280,17 @@ impl Service {
         } else {
             PutStatus::Created
         };
-        let pending = match (&self.files, write_file) {
-            (Some(dir), true) => {
-                let dir = dir.clone();
-                let (t, n) = (tenant_id.clone(), name.clone());
-                Some(
-                    run_blocking(move || {
-                        dir.prepare_put(&t, &n, &model).map_err(|e| {
-                            Error::Internal(format!("could not write the rules file: {e}"))
-                        })
-                    })
-                    .await?,
-                )
-            }
-            _ => None,
-        };
+        let file = write_file.then(|| super::FileWrite::Put {
+            tenant: tenant_id.clone(),
+            name: name.clone(),
+            model: Box::new(model),
+        });
         // The head lock is held: this commit gets exactly the next seq.
         stored.seq = *head + 1;
         let change = Change::PutRuleSet(stored.clone());
         let entry = Entry::new(stored, compiled, description);
         let seq = self
-            .commit(head, source, change, pending, |c: &Catalog, seq| {
+            .commit(head, source, change, file, |c: &Catalog, seq| {
                 c.put_ruleset(seq, entry)
             })
             .await?;
@@ -338,25 +328,16 @@ impl Service {
         if !exists {
             return Err(Error::NotFound(format!("ruleset '{name}' not found")));
         }
-        let pending = match (&self.files, touch_file) {
-            (Some(dir), true) => {
-                let dir = dir.clone();
-                let (t, n) = (tenant.to_string(), name.to_string());
-                run_blocking(move || {
-                    dir.prepare_delete(&t, &n).map_err(|e| {
-                        Error::Internal(format!("could not remove the rules file: {e}"))
-                    })
-                })
-                .await?
-            }
-            _ => None,
-        };
+        let file = touch_file.then(|| super::FileWrite::Delete {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+        });
         let change = Change::DeleteRuleSet {
             tenant: tenant.to_string(),
             name: name.to_string(),
         };
         let (t, n) = (tenant.to_string(), name.to_string());
-        self.commit(head, source, change, pending, move |c, seq| {
+        self.commit(head, source, change, file, move |c, seq| {
             c.delete_ruleset(seq, &t, &n)
         })
         .await

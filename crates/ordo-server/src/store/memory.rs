@@ -44,7 +44,7 @@ impl MemoryStore {
         })
     }
 
-    pub fn append_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
+    pub fn append_all(&self, commits: &[Commit], _files_done: u64) -> Result<(), StoreError> {
         self.with_log(|log| {
             let mut last = log.last().map_or(0, |c| c.seq);
             for commit in commits {

@@ -32,13 +32,25 @@ pub(super) const SQLITE: Embedded = &[
         "file cache stat",
         include_str!("../../migrations/sqlite/0003_file_cache_stat.sql"),
     ),
+    (
+        4,
+        "files done",
+        include_str!("../../migrations/sqlite/0004_files_done.sql"),
+    ),
 ];
 
-pub(super) const POSTGRES: Embedded = &[(
-    1,
-    "commit log",
-    include_str!("../../migrations/postgres/0001_commit_log.sql"),
-)];
+pub(super) const POSTGRES: Embedded = &[
+    (
+        1,
+        "commit log",
+        include_str!("../../migrations/postgres/0001_commit_log.sql"),
+    ),
+    (
+        2,
+        "files done",
+        include_str!("../../migrations/postgres/0002_files_done.sql"),
+    ),
+];
 
 /// A migration list as a sqlx source.
 #[derive(Debug)]

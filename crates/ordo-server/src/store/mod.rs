@@ -337,12 +337,33 @@ impl Store {
         }
     }
 
-    /// Appends several commits, in order, in one transaction: all or none.
-    pub async fn append_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
+    /// Appends several commits, in order, in one transaction: all or none. Each
+    /// records `files_done`, the last seq whose rules file was written before it.
+    pub async fn append_all(&self, commits: &[Commit], files_done: u64) -> Result<(), StoreError> {
         match self {
-            Store::Memory(s) => s.append_all(commits),
-            Store::Sqlite(s) => s.append_all(commits).await,
-            Store::Postgres(s) => s.append_all(commits).await,
+            Store::Memory(s) => s.append_all(commits, files_done),
+            Store::Sqlite(s) => s.append_all(commits, files_done).await,
+            Store::Postgres(s) => s.append_all(commits, files_done).await,
+        }
+    }
+
+    /// Records that the file of the last commit, `seq`, is written (at a clean stop, so
+    /// the next start has nothing in doubt).
+    pub async fn mark_files_done(&self, seq: u64) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Sqlite(s) => s.mark_files_done(seq).await,
+            Store::Postgres(s) => s.mark_files_done(seq).await,
+        }
+    }
+
+    /// The `files_done` of the last commit: the files of later commits are in doubt.
+    /// `None` for an empty log or commits from before it was recorded.
+    pub async fn files_done(&self) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Memory(_) => Ok(None),
+            Store::Sqlite(s) => s.files_done().await,
+            Store::Postgres(s) => s.files_done().await,
         }
     }
 

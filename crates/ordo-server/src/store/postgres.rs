@@ -129,7 +129,15 @@ impl PgStore {
         Ok(state)
     }
 
-    pub async fn append_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
+    pub async fn files_done(&self) -> Result<Option<u64>, StoreError> {
+        files_done_in(&self.pool).await
+    }
+
+    pub async fn mark_files_done(&self, seq: u64) -> Result<(), StoreError> {
+        mark_files_done_in(&self.pool, seq).await
+    }
+
+    pub async fn append_all(&self, commits: &[Commit], files_done: u64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)
@@ -144,7 +152,7 @@ impl PgStore {
                 return Err(StoreError::OutOfOrder { last, got: c.seq });
             }
             last = c.seq;
-            insert(&mut tx, c).await?;
+            insert(&mut tx, c, files_done).await?;
         }
         tx.commit().await?;
         Ok(())

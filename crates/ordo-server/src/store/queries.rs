@@ -8,12 +8,13 @@ macro_rules! shared_queries {
         async fn insert(
             tx: &mut sqlx::Transaction<'_, $db>,
             c: &$crate::store::Commit,
+            files_done: u64,
         ) -> Result<(), $crate::store::StoreError> {
             use $crate::store::Change;
             let row = $crate::store::CommitRow::of(c)?;
             sqlx::query(
-                "INSERT INTO commits (seq, id, created_at_ms, source, kind, tenant_id, name, version, content, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "INSERT INTO commits (seq, id, created_at_ms, source, kind, tenant_id, name, version, content, hash, files_done)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(row.seq)
             .bind(&c.id)
@@ -25,6 +26,7 @@ macro_rules! shared_queries {
             .bind(row.version)
             .bind(row.content.as_deref())
             .bind(row.hash)
+            .bind($crate::store::seq_param(files_done)?)
             .execute(&mut **tx)
             .await?;
             let query = match &c.change {
@@ -99,6 +101,32 @@ macro_rules! shared_queries {
             .await?;
             row.map(|row| $crate::store::stored_version(tenant, name, seq, row))
                 .transpose()
+        }
+
+        /// The `files_done` of the last commit (`None`: an empty log, or one written
+        /// before the column existed).
+        async fn files_done_in(
+            pool: &sqlx::Pool<$db>,
+        ) -> Result<Option<u64>, $crate::store::StoreError> {
+            let row: Option<(Option<i64>,)> =
+                sqlx::query_as("SELECT files_done FROM commits ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(pool)
+                    .await?;
+            row.and_then(|(v,)| v).map($crate::store::seq_of).transpose()
+        }
+
+        /// Records on the last commit, `seq`, that its file is written too (bookkeeping,
+        /// not the commit's content).
+        async fn mark_files_done_in(
+            pool: &sqlx::Pool<$db>,
+            seq: u64,
+        ) -> Result<(), $crate::store::StoreError> {
+            let seq = $crate::store::seq_param(seq)?;
+            sqlx::query("UPDATE commits SET files_done = $1 WHERE seq = $1")
+                .bind(seq)
+                .execute(pool)
+                .await?;
+            Ok(())
         }
 
         /// Commits after `after`, in order, at most `limit`; only tenant commits when

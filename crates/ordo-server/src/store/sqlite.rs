@@ -123,7 +123,15 @@ impl SqliteStore {
         Ok(state)
     }
 
-    pub async fn append_all(&self, commits: &[Commit]) -> Result<(), StoreError> {
+    pub async fn files_done(&self) -> Result<Option<u64>, StoreError> {
+        files_done_in(&self.pool).await
+    }
+
+    pub async fn mark_files_done(&self, seq: u64) -> Result<(), StoreError> {
+        mark_files_done_in(&self.pool, seq).await
+    }
+
+    pub async fn append_all(&self, commits: &[Commit], files_done: u64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM commits")
             .fetch_one(&mut *tx)
@@ -134,7 +142,7 @@ impl SqliteStore {
                 return Err(StoreError::OutOfOrder { last, got: c.seq });
             }
             last = c.seq;
-            insert(&mut tx, c).await?;
+            insert(&mut tx, c, files_done).await?;
         }
         tx.commit().await?;
         Ok(())
