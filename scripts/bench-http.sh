@@ -10,40 +10,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 CONNS=${2:-32}
-DATA=crates/ordo-core/benches/data
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-# ORDO_BENCH_BIN runs a given binary instead (to compare two builds on the same machine).
-if [ -n "${ORDO_BENCH_BIN:-}" ]; then
-  BIN=$ORDO_BENCH_BIN
-else
-  cargo build --release -p ordo-server --quiet
-  BIN=${CARGO_TARGET_DIR:-target}/release/ordo-server
-fi
-
-WORK=$(mktemp -d)
-trap 'kill $PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+. scripts/bench-lib.sh
+need_cmd wrk wrk
+ordo_bin
 mkdir -p "$WORK/rules"
 cp "$DATA/discount.json" "$WORK/rules/"
-"$BIN" ${ORDO_BENCH_FLAGS:-} --host 127.0.0.1 --port 0 --rules-dir "$WORK/rules" --log-level warn,ordo_server::server=info >"$WORK/log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-  ADDR=$(grep -o 'listening on http://[0-9.:]*' "$WORK/log" | sed 's/listening on //' || true)
-  [ -n "$ADDR" ] && break
-  sleep 0.05
-done
-[ -n "$ADDR" ] || { cat "$WORK/log"; exit 1; }
-# With PostgreSQL (ORDO_BENCH_FLAGS="--database-url postgres://... --auto-migrate") the
-# server listens before its log is loaded.
-for _ in $(seq 200); do
-  curl -sf "$ADDR/healthz/ready" >/dev/null && break
-  sleep 0.05
-done
+# shellcheck disable=SC2086 # ORDO_BENCH_FLAGS is a list of flags
+start_ordo server ${ORDO_BENCH_FLAGS:-} --rules-dir "$WORK/rules"
 
-cat >"$WORK/post.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open("$DATA/discount-input.json"):read("a")
-LUA
 # CPU time taken by the hypervisor during the run: on a shared VM, runs with a high
 # steal share are not comparable with quiet ones.
 cpu_ticks() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print t, $9}' /proc/stat; }

@@ -11,51 +11,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
 CONNS=${2:-32}
-DATA=crates/ordo-core/benches/data
-command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-command -v nats-server >/dev/null || { echo "nats-server not found: apt-get install nats-server" >&2; exit 1; }
-if [ -n "${ORDO_BENCH_BIN:-}" ]; then
-  BIN=$ORDO_BENCH_BIN
-else
-  cargo build --release -p ordo-server --quiet
-  BIN=${CARGO_TARGET_DIR:-target}/release/ordo-server
-fi
-
-WORK=$(mktemp -d)
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+. scripts/bench-lib.sh
+need_cmd wrk wrk
+need_cmd nats-server nats-server
+ordo_bin
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/js" >/dev/null 2>&1 &
-PIDS+=($!)
+start_bg nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/js" >/dev/null 2>&1
 sleep 0.5
 mkdir -p "$WORK/rules"
 cp "$DATA/discount.json" "$WORK/rules/"
+start_ordo writer --role writer --rules-dir "$WORK/rules" --nats-url "nats://127.0.0.1:$PORT"
+WRITER=$ADDR
+start_ordo reader --role reader --nats-url "nats://127.0.0.1:$PORT" --instance-id bench
+READER=$ADDR
 
-start() { # name, args...
-  local name=$1; shift
-  "$BIN" --host 127.0.0.1 --port 0 --log-level warn,ordo_server::server=info "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  local addr=""
-  for _ in $(seq 200); do
-    addr=$(grep -o 'listening on http://[0-9.:]*' "$WORK/$name.log" | sed 's/listening on //' || true)
-    [ -n "$addr" ] && break
-    sleep 0.05
-  done
-  [ -n "$addr" ] || { cat "$WORK/$name.log" >&2; exit 1; }
-  for _ in $(seq 400); do
-    curl -sf "$addr/healthz/ready" >/dev/null && break
-    sleep 0.05
-  done
-  echo "$addr"
-}
-WRITER=$(start writer --role writer --rules-dir "$WORK/rules" --nats-url "nats://127.0.0.1:$PORT")
-READER=$(start reader --role reader --nats-url "nats://127.0.0.1:$PORT" --instance-id bench)
-
-cat >"$WORK/post.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open("$DATA/discount-input.json"):read("a")
-LUA
 run_wrk() {
   wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$READER/api/v1/execute/discount" |
     awk '/Requests\/sec/ {rps=$2} / 99%/ {p99=$2} END {print rps, p99}'

@@ -87,9 +87,10 @@ pub struct Scan {
     pub unusable: HashSet<(String, String)>,
 }
 
-/// A file change prepared before its commit and finished after it.
-#[must_use = "a pending file write must be finished or aborted"]
-pub struct PendingFile {
+/// A staged file change (written and synced next to its target), made visible by
+/// `finish`.
+#[must_use = "a staged file change must be finished"]
+struct PendingFile {
     staged: PathBuf,
     target: PathBuf,
     dir: PathBuf,
@@ -98,13 +99,13 @@ pub struct PendingFile {
 
 impl PendingFile {
     /// The file this change makes or removes.
-    pub fn target(&self) -> &Path {
+    fn target(&self) -> &Path {
         &self.target
     }
 
     /// The target's size and time once finished (a rename keeps the staged file's);
     /// `None` for a delete.
-    pub fn finished_stamp(&self) -> Option<Stamp> {
+    fn finished_stamp(&self) -> Option<Stamp> {
         if self.delete {
             None
         } else {
@@ -112,26 +113,14 @@ impl PendingFile {
         }
     }
 
-    /// Makes the change visible (after the commit is durable).
-    pub fn finish(self) -> io::Result<()> {
+    /// Makes the change visible.
+    fn finish(self) -> io::Result<()> {
         if self.delete {
             fs::remove_file(&self.staged)?;
         } else {
             fs::rename(&self.staged, &self.target)?;
         }
         sync_dir(&self.dir)
-    }
-
-    /// Undoes the preparation (the commit failed).
-    pub fn abort(self) {
-        let undo = if self.delete {
-            fs::rename(&self.staged, &self.target)
-        } else {
-            fs::remove_file(&self.staged)
-        };
-        if let Err(e) = undo.and_then(|()| sync_dir(&self.dir)) {
-            tracing::warn!(path = %self.staged.display(), error = %e, "could not undo a prepared file change; it is resolved at the next start");
-        }
     }
 }
 
@@ -235,12 +224,7 @@ impl RulesDir {
     }
 
     /// Step 1 of a put: stages the new content next to its target.
-    pub fn prepare_put(
-        &self,
-        tenant: &str,
-        name: &str,
-        ruleset: &RuleSet,
-    ) -> io::Result<PendingFile> {
+    fn prepare_put(&self, tenant: &str, name: &str, ruleset: &RuleSet) -> io::Result<PendingFile> {
         let (target, format) = self.file_for(tenant, name);
         let dir = self.tenant_dir(tenant);
         if !dir.exists() {
@@ -274,7 +258,7 @@ impl RulesDir {
     }
 
     /// Step 1 of a delete: moves the file aside. `None` when there is no file.
-    pub fn prepare_delete(&self, tenant: &str, name: &str) -> io::Result<Option<PendingFile>> {
+    fn prepare_delete(&self, tenant: &str, name: &str) -> io::Result<Option<PendingFile>> {
         let dir = self.tenant_dir(tenant);
         for ext in ["json", "yaml", "yml"] {
             let target = dir.join(format!("{name}.{ext}"));
@@ -540,6 +524,62 @@ fn staged_path(target: &Path, suffix: &str) -> PathBuf {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// A change to one ruleset's file, made after its commit.
+pub enum FileChange {
+    Put {
+        tenant: String,
+        name: String,
+        model: Box<RuleSet>,
+    },
+    Delete {
+        tenant: String,
+        name: String,
+    },
+}
+
+impl FileChange {
+    /// The change that makes `tenant/name`'s file hold `stored` (`None`: no file).
+    pub fn to_match(
+        tenant: &str,
+        name: &str,
+        stored: Option<&crate::store::StoredRuleSet>,
+    ) -> Result<FileChange, String> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
+        Ok(match stored {
+            Some(stored) => FileChange::Put {
+                model: Box::new(RuleSet::from_json(&stored.content).map_err(|e| e.to_string())?),
+                tenant,
+                name,
+            },
+            None => FileChange::Delete { tenant, name },
+        })
+    }
+}
+
+impl RulesDir {
+    /// Makes `change` (stage, fsync, rename, directory fsync). `noted` learns the
+    /// target and its finished stamp just before the rename.
+    pub fn apply(
+        &self,
+        change: &FileChange,
+        noted: impl FnOnce(&Path, Option<Stamp>),
+    ) -> io::Result<()> {
+        let staged = match change {
+            FileChange::Put {
+                tenant,
+                name,
+                model,
+            } => Some(self.prepare_put(tenant, name, model)?),
+            FileChange::Delete { tenant, name } => self.prepare_delete(tenant, name)?,
+        };
+        let Some(staged) = staged else {
+            return Ok(());
+        };
+        noted(staged.target(), staged.finished_stamp());
+        staged.finish()
+    }
 }
 
 /// Replaces `path` with `bytes` atomically and durably (temp file, fsync, rename,

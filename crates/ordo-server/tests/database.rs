@@ -14,9 +14,9 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, postgres, ruleset};
+use common::{Server, postgres, ruleset, wait_for};
 use serde_json::json;
 
 fn ordo(args: &[&str]) -> Output {
@@ -44,14 +44,6 @@ fn with_password(url: &str) -> String {
     url.set_username("postgres").unwrap();
     url.set_password(Some("s3cret-pw")).unwrap();
     url.to_string()
-}
-
-fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nats::Nats;
-use common::{Server, ruleset};
+use common::{Server, ruleset, wait_for};
 use serde_json::{Value, json};
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -53,14 +53,6 @@ fn reader(nats: &Nats, id: &str, extra: &[&str]) -> Server {
 
 fn sync_of(s: &Server) -> Value {
     s.get("/health").json()["sync"].clone()
-}
-
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits until every reader serves exactly the writer's catalog (same seq, same hash)
@@ -157,7 +149,7 @@ fn put_update_delete_rollback_and_tenants_reach_every_reader() {
 
     // The same-version content change alone, observed by execution.
     put(&w, "pricing", "1.0.0", "P4");
-    wait_for(CONVERGE, "same-version change on r1", || {
+    wait_for("same-version change on r1", CONVERGE, || {
         code_of(&r1, "pricing", "default") == "P4"
     });
     // Tenant deletion propagates too.
@@ -294,7 +286,7 @@ fn a_purged_stream_or_lost_consumer_makes_readers_rebuild() {
             .await
             .unwrap();
     });
-    wait_for(CONVERGE, "a rebuild after the purge", || {
+    wait_for("a rebuild after the purge", CONVERGE, || {
         rebuilds(&r1) > before
     });
     // Serving all along, then ready again with everything.
@@ -313,7 +305,7 @@ fn a_purged_stream_or_lost_consumer_makes_readers_rebuild() {
             .await
             .unwrap();
     });
-    wait_for(CONVERGE, "a rebuild after the consumer loss", || {
+    wait_for("a rebuild after the consumer loss", CONVERGE, || {
         rebuilds(&r1) > before
     });
     put(&w, "after", "1.0.0", "AFTER");
@@ -326,7 +318,7 @@ fn a_purged_stream_or_lost_consumer_makes_readers_rebuild() {
     nats.with_js(async |js| {
         js.delete_stream("ordo-rules").await.unwrap();
     });
-    wait_for(CONVERGE, "a rebuild after the deletion", || {
+    wait_for("a rebuild after the deletion", CONVERGE, || {
         rebuilds(&r1) > before
     });
     put(&w, "later", "1.0.0", "LATER");
@@ -353,7 +345,7 @@ fn an_undecodable_event_makes_a_reader_not_ready_but_serving() {
             .await
             .unwrap();
     });
-    wait_for(CONVERGE, "the reader to report not ready", || {
+    wait_for("the reader to report not ready", CONVERGE, || {
         r1.get("/healthz/ready").status == 503
     });
     let reasons = r1.get("/healthz/ready").json()["reasons"].to_string();
@@ -385,7 +377,7 @@ fn a_second_writer_is_refused_until_the_first_is_gone() {
     args.extend_from_slice(&ttl);
     args.extend_from_slice(&["--nats-url", &url, "--instance-id", "w2"]);
     let w2 = Server::start(&args);
-    wait_for(CONVERGE, "w2 to see the lease held", || {
+    wait_for("w2 to see the lease held", CONVERGE, || {
         w2.get("/healthz/ready")
             .text
             .contains("holds the writer lease")
@@ -427,7 +419,7 @@ fn a_writer_stopped_with_sigterm_publishes_and_hands_its_lease_over_at_once() {
         &url,
     ];
     let w2 = Server::start(&args);
-    wait_for(CONVERGE, "w2 to see the lease held", || {
+    wait_for("w2 to see the lease held", CONVERGE, || {
         w2.get("/healthz/ready")
             .text
             .contains("holds the writer lease")
@@ -516,7 +508,7 @@ fn a_reader_with_a_rules_directory_serves_its_cache_at_once_and_follows_on() {
     // Changes while the reader is down, then NATS goes away too.
     put(&w, "a", "1.0.0", "A2");
     put(&w, "b", "1.0.0", "B1");
-    wait_for(CONVERGE, "the writer to publish", || {
+    wait_for("the writer to publish", CONVERGE, || {
         sync_of(&w)["nats"]["published_seq"] == sync_of(&w)["applied_seq"]
     });
     nats.kill();

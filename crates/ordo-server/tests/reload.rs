@@ -9,21 +9,13 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, ruleset};
+use common::{Server, ruleset, wait_for};
 use serde_json::json;
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a change may take to be seen.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// Replaces a file the way editors and config tools do: write aside, rename over.
 fn replace(path: &Path, text: &str) {
@@ -47,15 +39,15 @@ fn limits_reload_live_and_bad_or_restart_only_changes_are_refused() {
 
     // A limit, applied without a restart.
     replace(&cfg, "default_tenant_qps: 1\ndefault_tenant_burst: 1\n");
-    wait_for("the new limit", || executes(&s) == 429);
-    wait_for("the log line", || {
+    wait_for("the new limit", WAIT, || executes(&s) == 429);
+    wait_for("the log line", WAIT, || {
         s.log_text().contains("configuration reloaded")
     });
     assert_eq!(s.get("/api/v1/tenants/default").json()["qps_limit"], 1);
 
     // An invalid change is rejected; the limit stays.
     replace(&cfg, "default_tenant_qps: 0\n");
-    wait_for("the rejection", || {
+    wait_for("the rejection", WAIT, || {
         s.log_text().contains("configuration change rejected")
     });
     assert!(s.log_text().contains("default_tenant_qps = 0"));
@@ -66,7 +58,7 @@ fn limits_reload_live_and_bad_or_restart_only_changes_are_refused() {
         &cfg,
         "default_tenant_qps: 1\ndefault_tenant_burst: 1\nworker_threads: 3\n",
     );
-    wait_for("the refusal", || {
+    wait_for("the refusal", WAIT, || {
         s.log_text().contains("configuration change refused")
     });
     let log = s.log_text();
@@ -79,7 +71,9 @@ fn limits_reload_live_and_bad_or_restart_only_changes_are_refused() {
 
     // Tokens too: the API now needs one, health does not.
     replace(&cfg, "api_token: [t0ken]\n");
-    wait_for("the token", || s.get("/api/v1/rulesets").status == 401);
+    wait_for("the token", WAIT, || {
+        s.get("/api/v1/rulesets").status == 401
+    });
     assert_eq!(
         s.get_as("/api/v1/rulesets", &[("authorization", "Bearer t0ken")])
             .status,
@@ -134,5 +128,5 @@ fn a_configmap_style_symlink_swap_is_picked_up() {
     .unwrap();
     std::os::unix::fs::symlink("..v2", d.join("..data_tmp")).unwrap();
     std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
-    wait_for("the swapped limit", || executes(&s) == 429);
+    wait_for("the swapped limit", WAIT, || executes(&s) == 429);
 }

@@ -12,16 +12,11 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, ruleset};
+use common::{Server, ruleset, wait_for};
 use serde_json::{Value, json};
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+/// How long a change may take to be seen.
+const WAIT: Duration = Duration::from_secs(10);
 
 fn code(s: &Server, name: &str) -> Option<String> {
     let r = s.post(
@@ -72,21 +67,25 @@ fn a_reader_follows_every_change_of_the_writer() {
             .status,
         201
     );
-    wait_for("the put", || code(&r, "r").as_deref() == Some("A"));
+    wait_for("the put", WAIT, || code(&r, "r").as_deref() == Some("A"));
     // Same version, new content: applied by content, not by version string.
     assert_eq!(
         w.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "B"))
             .status,
         200
     );
-    wait_for("the same-version change", || {
+    wait_for("the same-version change", WAIT, || {
         code(&r, "r").as_deref() == Some("B")
     });
     let r2 = w.post("/api/v1/rulesets/r/rollback", &json!({"seq": 1}));
     assert_eq!(r2.status, 200, "{}", r2.text);
-    wait_for("the rollback", || code(&r, "r").as_deref() == Some("A"));
+    wait_for("the rollback", WAIT, || {
+        code(&r, "r").as_deref() == Some("A")
+    });
     assert_eq!(w.delete("/api/v1/rulesets/r").status, 204);
-    wait_for("the delete", || r.get("/api/v1/rulesets/r").status == 404);
+    wait_for("the delete", WAIT, || {
+        r.get("/api/v1/rulesets/r").status == 404
+    });
 
     // The reader still refuses writes, naming the writer.
     let resp = r.post("/api/v1/rulesets", &ruleset("x", "1.0.0", "X"));
@@ -109,13 +108,13 @@ fn an_invalid_or_half_written_file_never_replaces_a_good_ruleset() {
             .status,
         201
     );
-    wait_for("the put", || code(&r, "r").as_deref() == Some("A"));
+    wait_for("the put", WAIT, || code(&r, "r").as_deref() == Some("A"));
 
     // Written in place, cut off half-way.
     let full = ruleset("r", "2.0.0", "B").to_string();
     std::fs::write(dir.path().join("r.json"), &full[..full.len() / 2]).unwrap();
     for s in [&w, &r] {
-        wait_for("the problem report", || {
+        wait_for("the problem report", WAIT, || {
             !s.get("/health").json()["checks"]["rules_dir_problems"]
                 .as_array()
                 .unwrap()
@@ -132,10 +131,10 @@ fn an_invalid_or_half_written_file_never_replaces_a_good_ruleset() {
     assert_eq!(code(&r, "r").as_deref(), Some("A"));
     // Repaired by hand: the writer commits it, the reader follows.
     std::fs::write(dir.path().join("r.json"), full).unwrap();
-    wait_for("the repaired file on the writer", || {
+    wait_for("the repaired file on the writer", WAIT, || {
         code(&w, "r").as_deref() == Some("B")
     });
-    wait_for("the repaired file on the reader", || {
+    wait_for("the repaired file on the reader", WAIT, || {
         code(&r, "r").as_deref() == Some("B")
     });
     let versions = w.get("/api/v1/rulesets/r/versions").json();
@@ -154,7 +153,9 @@ fn a_reader_alone_comes_up_and_never_writes_to_the_directory() {
         ruleset("late", "1.0.0", "L").to_string(),
     )
     .unwrap();
-    wait_for("the new file", || code(&r, "late").as_deref() == Some("L"));
+    wait_for("the new file", WAIT, || {
+        code(&r, "late").as_deref() == Some("L")
+    });
     drop(r);
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -198,7 +199,9 @@ fn a_burst_of_edits_is_coalesced_and_its_last_state_wins() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let burst = started.elapsed();
-    wait_for("the last state", || code(&r, "b").as_deref() == Some("V99"));
+    wait_for("the last state", WAIT, || {
+        code(&r, "b").as_deref() == Some("V99")
+    });
     std::thread::sleep(Duration::from_millis(500));
     let done = reloads(&r) - before;
     // At most one reload per 200 ms of burst, plus the first and the trailing one.
@@ -229,13 +232,17 @@ fn a_reader_started_before_its_directory_exists_follows_it_once_created() {
             .status,
         201
     );
-    wait_for("the first file", || code(&r, "r").as_deref() == Some("A"));
+    wait_for("the first file", WAIT, || {
+        code(&r, "r").as_deref() == Some("A")
+    });
     assert_eq!(
         w.post("/api/v1/rulesets", &ruleset("r", "1.0.0", "B"))
             .status,
         200
     );
-    wait_for("the next change", || code(&r, "r").as_deref() == Some("B"));
+    wait_for("the next change", WAIT, || {
+        code(&r, "r").as_deref() == Some("B")
+    });
     let sync = r.get("/health").json()["sync"]["rules_dir"].clone();
     assert_eq!(sync["watcher"], "native", "{sync}");
     assert_eq!(sync["mode"], "rules_dir_watch");
@@ -255,21 +262,23 @@ fn a_watcher_that_dies_at_runtime_is_replaced_and_started_again() {
     assert_eq!(code(&r, "r").as_deref(), Some("A"));
     // The directory is removed under the watcher (its inotify watch dies with it) ...
     std::fs::remove_dir_all(&dir).unwrap();
-    wait_for("the reader to notice", || {
+    wait_for("the reader to notice", WAIT, || {
         r.get("/health").json()["sync"]["rules_dir"]["watcher"] == "polling"
     });
-    wait_for("the deletion to be applied", || code(&r, "r").is_none());
+    wait_for("the deletion to be applied", WAIT, || {
+        code(&r, "r").is_none()
+    });
     // ... and made again: watched again within a second or so, long before the 30 s poll.
     std::fs::create_dir(&dir).unwrap();
     write("B");
-    wait_for("the new directory's file", || {
+    wait_for("the new directory's file", WAIT, || {
         code(&r, "r").as_deref() == Some("B")
     });
-    wait_for("the native watcher again", || {
+    wait_for("the native watcher again", WAIT, || {
         r.get("/health").json()["sync"]["rules_dir"]["watcher"] == "native"
     });
     write("C");
-    wait_for("an edit seen by the new watcher", || {
+    wait_for("an edit seen by the new watcher", WAIT, || {
         code(&r, "r").as_deref() == Some("C")
     });
     assert!(r.log_text().contains("went away"), "{}", r.log_text());
@@ -315,10 +324,10 @@ fn tenants_and_their_rules_reach_a_reader_of_the_directory() {
         );
         (out.status == 200).then(|| out.json()["code"].as_str().unwrap().to_string())
     };
-    wait_for("the tenant's ruleset on the reader", || {
+    wait_for("the tenant's ruleset on the reader", WAIT, || {
         run(&acme).as_deref() == Some("ACME")
     });
-    wait_for("the default tenant's ruleset", || {
+    wait_for("the default tenant's ruleset", WAIT, || {
         run(&[]).as_deref() == Some("DEFAULT")
     });
     assert_eq!(run(&acme).as_deref(), Some("ACME"));
@@ -330,7 +339,7 @@ fn tenants_and_their_rules_reach_a_reader_of_the_directory() {
         &json!({"id": "acme", "name": "Acme", "max_rules": 9}),
     );
     assert_eq!(changed.status, 200, "{}", changed.text);
-    wait_for("the tenant's new configuration", || {
+    wait_for("the tenant's new configuration", WAIT, || {
         r.get("/api/v1/tenants/acme").json()["max_rules"] == 9
     });
     assert!(

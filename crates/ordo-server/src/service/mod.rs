@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::projection::{Catalog, Entry, Projection, TenantView};
-use crate::rules_dir::{FileProblem, RulesDir};
+use crate::rules_dir::{FileChange, FileProblem, RulesDir};
 use crate::store::{Commit, Location, Source, StorageInfo, Store};
 
 pub use exec::{BatchOptions, Executed, TestCase};
@@ -29,18 +29,6 @@ pub use replica::{Rebuild, ReplicaState};
 /// Files as this instance last wrote them (`None`: deleted).
 type OwnWrites = BTreeMap<std::path::PathBuf, Option<crate::rules_dir::Stamp>>;
 
-/// What a commit does to the rules directory once it is durable.
-pub(super) enum FileWrite {
-    Put {
-        tenant: String,
-        name: String,
-        model: Box<ordo_core::RuleSet>,
-    },
-    Delete {
-        tenant: String,
-        name: String,
-    },
-}
 pub use rules::{PutOutcome, PutStatus, ReloadReport, RollbackOutcome, Versions};
 
 /// Why the server could not start.
@@ -377,22 +365,13 @@ impl Service {
             .map(|r| ((r.tenant.clone(), r.name.clone()), r))
             .collect();
         for (tenant, name) in keys {
-            let write = match current.get(&(tenant.clone(), name.clone())) {
-                Some(stored) => match ordo_core::RuleSet::from_json(&stored.content) {
-                    Ok(model) => FileWrite::Put {
-                        tenant: tenant.clone(),
-                        name: name.clone(),
-                        model: Box::new(model),
-                    },
-                    Err(e) => {
-                        tracing::error!(tenant = %tenant, ruleset = %name, error = %e, "stored ruleset unreadable; its file is left as is");
-                        continue;
-                    }
-                },
-                None => FileWrite::Delete {
-                    tenant: tenant.clone(),
-                    name: name.clone(),
-                },
+            let stored = current.get(&(tenant.clone(), name.clone())).copied();
+            let write = match FileChange::to_match(&tenant, &name, stored) {
+                Ok(write) => write,
+                Err(e) => {
+                    tracing::error!(tenant = %tenant, ruleset = %name, error = %e, "stored ruleset unreadable; its file is left as is");
+                    continue;
+                }
             };
             match self.write_file(write).await {
                 Ok(()) => {
@@ -670,30 +649,18 @@ impl Service {
 
     /// Writes a committed change's file (stage, fsync, rename, directory fsync), noting
     /// it as this instance's own before the rename so the watcher knows the event.
-    async fn write_file(&self, write: FileWrite) -> Result<()> {
+    async fn write_file(&self, change: FileChange) -> Result<()> {
         let Some(dir) = self.files.clone() else {
             return Ok(());
         };
         let own = self.own_writes.clone();
         run_blocking(move || {
-            let staged = match &write {
-                FileWrite::Put {
-                    tenant,
-                    name,
-                    model,
-                } => Some(dir.prepare_put(tenant, name, model)),
-                FileWrite::Delete { tenant, name } => dir.prepare_delete(tenant, name).transpose(),
-            };
-            let Some(staged) = staged
-                .transpose()
-                .map_err(|e| Error::Internal(e.to_string()))?
-            else {
-                return Ok(());
-            };
-            own.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(staged.target().to_path_buf(), staged.finished_stamp());
-            staged.finish().map_err(|e| Error::Internal(e.to_string()))
+            dir.apply(&change, |target, stamp| {
+                own.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(target.to_path_buf(), stamp);
+            })
+            .map_err(|e| Error::Internal(e.to_string()))
         })
         .await
     }
@@ -871,7 +838,7 @@ impl Service {
         head: &mut u64,
         source: Source,
         change: crate::store::Change,
-        file: Option<FileWrite>,
+        file: Option<FileChange>,
         apply: impl FnOnce(&Catalog, u64) -> Catalog,
     ) -> Result<u64> {
         let commit = self.new_commit(*head + 1, source, change);

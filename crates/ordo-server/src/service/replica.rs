@@ -239,27 +239,21 @@ impl Service {
             for (tenant, name) in keys {
                 let current = catalog.tenant(&tenant).and_then(|v| v.rulesets.get(&name));
                 let key = (tenant.clone(), name.clone());
-                match current {
-                    Some(entry) if stored.get(&key) == Some(&entry.stored.hash) => {}
-                    Some(entry) => {
-                        let model = ordo_core::RuleSet::from_json(&entry.stored.content)
-                            .map_err(|e| super::Error::Internal(e.to_string()))?;
-                        dir.prepare_put(&tenant, &name, &model)
-                            .and_then(|f| f.finish())
-                            .map_err(|e| super::Error::Internal(e.to_string()))?;
-                        stored.insert(key, entry.stored.hash.clone());
-                    }
-                    None => {
-                        if let Some(f) = dir
-                            .prepare_delete(&tenant, &name)
-                            .map_err(|e| super::Error::Internal(e.to_string()))?
-                        {
-                            f.finish()
-                                .map_err(|e| super::Error::Internal(e.to_string()))?;
-                        }
-                        stored.remove(&key);
-                    }
+                if current.map(|e| &e.stored.hash) == stored.get(&key) {
+                    continue;
                 }
+                let change = crate::rules_dir::FileChange::to_match(
+                    &tenant,
+                    &name,
+                    current.map(|e| &e.stored),
+                )
+                .map_err(super::Error::Internal)?;
+                dir.apply(&change, |_, _| {})
+                    .map_err(|e| super::Error::Internal(e.to_string()))?;
+                match current {
+                    Some(entry) => stored.insert(key, entry.stored.hash.clone()),
+                    None => stored.remove(&key),
+                };
             }
             let text = serde_json::to_vec_pretty(&state)
                 .map_err(|e| super::Error::Internal(e.to_string()))?;

@@ -280,7 +280,7 @@ impl Service {
         } else {
             PutStatus::Created
         };
-        let file = write_file.then(|| super::FileWrite::Put {
+        let file = write_file.then(|| crate::rules_dir::FileChange::Put {
             tenant: tenant_id.clone(),
             name: name.clone(),
             model: Box::new(model),
@@ -328,7 +328,7 @@ impl Service {
         if !exists {
             return Err(Error::NotFound(format!("ruleset '{name}' not found")));
         }
-        let file = touch_file.then(|| super::FileWrite::Delete {
+        let file = touch_file.then(|| crate::rules_dir::FileChange::Delete {
             tenant: tenant.to_string(),
             name: name.to_string(),
         });

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
     Commit, FileCache, FileCacheRow, MigrationStatus, State, StoreError, StoredRuleSet,
-    VersionInfo, file_cache_of, migrate, redact_url, seq_of, tenant_of,
+    file_cache_of, migrate, redact_url, seq_of, tenant_of,
 };
 
 /// Key of the advisory lock that serialises appends ("ordo" in ASCII).
@@ -29,7 +29,7 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| format!("not a usable PostgreSQL URL: {e}"))
 }
 
-shared_queries!(sqlx::Postgres);
+shared_queries!(PgStore, sqlx::Postgres);
 
 pub struct PgStore {
     pool: PgPool,
@@ -129,14 +129,6 @@ impl PgStore {
         Ok(state)
     }
 
-    pub async fn files_done(&self) -> Result<Option<u64>, StoreError> {
-        files_done_in(&self.pool).await
-    }
-
-    pub async fn mark_files_done(&self, seq: u64) -> Result<(), StoreError> {
-        mark_files_done_in(&self.pool, seq).await
-    }
-
     pub async fn append_all(&self, commits: &[Commit], files_done: u64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -156,28 +148,6 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    pub async fn commits_after(
-        &self,
-        after: u64,
-        limit: u32,
-        tenants_only: bool,
-    ) -> Result<Vec<Commit>, StoreError> {
-        commits_after_in(&self.pool, after, limit, tenants_only).await
-    }
-
-    pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        versions_in(&self.pool, tenant, name).await
-    }
-
-    pub async fn version(
-        &self,
-        tenant: &str,
-        name: &str,
-        seq: u64,
-    ) -> Result<Option<StoredRuleSet>, StoreError> {
-        version_in(&self.pool, tenant, name, seq).await
     }
 
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {

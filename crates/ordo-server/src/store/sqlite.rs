@@ -10,11 +10,11 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Commit, FileCache, FileCacheRow, State, StoreError, StoredRuleSet, VersionInfo, file_cache_of,
-    migrate, seq_of, tenant_of,
+    Commit, FileCache, FileCacheRow, State, StoreError, StoredRuleSet, file_cache_of, migrate,
+    seq_of, tenant_of,
 };
 
-shared_queries!(sqlx::Sqlite);
+shared_queries!(SqliteStore, sqlx::Sqlite);
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -123,14 +123,6 @@ impl SqliteStore {
         Ok(state)
     }
 
-    pub async fn files_done(&self) -> Result<Option<u64>, StoreError> {
-        files_done_in(&self.pool).await
-    }
-
-    pub async fn mark_files_done(&self, seq: u64) -> Result<(), StoreError> {
-        mark_files_done_in(&self.pool, seq).await
-    }
-
     pub async fn append_all(&self, commits: &[Commit], files_done: u64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM commits")
@@ -150,28 +142,6 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn commits_after(
-        &self,
-        after: u64,
-        limit: u32,
-        tenants_only: bool,
-    ) -> Result<Vec<Commit>, StoreError> {
-        commits_after_in(&self.pool, after, limit, tenants_only).await
-    }
-
-    pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
-        versions_in(&self.pool, tenant, name).await
-    }
-
-    pub async fn version(
-        &self,
-        tenant: &str,
-        name: &str,
-        seq: u64,
-    ) -> Result<Option<StoredRuleSet>, StoreError> {
-        version_in(&self.pool, tenant, name, seq).await
-    }
-
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
         let all: Option<String> = sqlx::query_scalar(
             "SELECT group_concat(tenant_id || char(9) || name || char(9) || raw_hash || char(9)

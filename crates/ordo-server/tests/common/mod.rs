@@ -249,6 +249,15 @@ impl Drop for Server {
     }
 }
 
+/// Polls `check` until it holds; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A small valid ruleset: `code` is returned, `x > limit` decides.
 pub fn ruleset(name: &str, version: &str, code: &str) -> Value {
     serde_json::json!({
