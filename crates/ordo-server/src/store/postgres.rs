@@ -135,19 +135,7 @@ impl PgStore {
             .bind(APPEND_LOCK)
             .execute(&mut *tx)
             .await?;
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM commits")
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut last = seq_of(last)?;
-        for c in commits {
-            if c.seq != last + 1 {
-                return Err(StoreError::OutOfOrder { last, got: c.seq });
-            }
-            last = c.seq;
-            insert(&mut tx, c, files_done).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        append_in(tx, commits, files_done).await
     }
 
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {

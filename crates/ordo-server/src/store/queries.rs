@@ -63,6 +63,28 @@ macro_rules! shared_queries {
             Ok(())
         }
 
+        /// Appends `commits` inside `tx` if they follow the stored head without a gap,
+        /// then commits the transaction.
+        async fn append_in(
+            mut tx: sqlx::Transaction<'_, $db>,
+            commits: &[$crate::store::Commit],
+            files_done: u64,
+        ) -> Result<(), $crate::store::StoreError> {
+            let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM commits")
+                .fetch_one(&mut *tx)
+                .await?;
+            let mut last = $crate::store::seq_of(last)?;
+            for c in commits {
+                if c.seq != last + 1 {
+                    return Err($crate::store::StoreError::OutOfOrder { last, got: c.seq });
+                }
+                last = c.seq;
+                insert(&mut tx, c, files_done).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
         impl $store {
             /// Stored versions of a ruleset, newest first.
             pub async fn versions(

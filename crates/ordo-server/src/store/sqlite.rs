@@ -124,20 +124,7 @@ impl SqliteStore {
     }
 
     pub async fn append_all(&self, commits: &[Commit], files_done: u64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM commits")
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut last = seq_of(last.unwrap_or(0))?;
-        for c in commits {
-            if c.seq != last + 1 {
-                return Err(StoreError::OutOfOrder { last, got: c.seq });
-            }
-            last = c.seq;
-            insert(&mut tx, c, files_done).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        append_in(self.pool.begin().await?, commits, files_done).await
     }
 }
 
