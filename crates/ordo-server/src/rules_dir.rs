@@ -353,10 +353,16 @@ impl RulesDir {
     /// `known(tenant, name, stamp, None)` recognises by its stamp is not read; one that
     /// `known(tenant, name, stamp, Some(raw_hash))` recognises by its bytes is not parsed.
     pub fn scan(&self, known: &Known<'_>) -> Scan {
-        let mut scan = Scan::default();
+        self.list().read(known)
+    }
+
+    /// Lists the ruleset files with their stamps, reading none of them: at start this
+    /// runs while the commit log is read.
+    pub fn list(&self) -> Listing {
+        let mut listing = Listing::default();
         for (tenant, dir) in self.tenant_dirs() {
             if ordo_core::validate_name(&tenant).is_err() {
-                scan.problems.push(FileProblem {
+                listing.problems.push(FileProblem {
                     path: dir,
                     reason: format!("'{tenant}' is not a valid tenant id"),
                 });
@@ -398,53 +404,95 @@ impl RulesDir {
                 let key = (tenant.clone(), name.clone());
                 if paths.len() > 1 {
                     for path in paths {
-                        scan.problems.push(FileProblem {
+                        listing.problems.push(FileProblem {
                             path,
                             reason: format!("more than one file defines ruleset '{name}'"),
                         });
                     }
-                    scan.unusable.insert(key);
+                    listing.unusable.insert(key);
                     continue;
                 }
                 let Some(path) = paths.pop() else { continue };
                 let stamp = stamp_of(&path);
-                if let Some(stamp) = stamp
-                    && known(&tenant, &name, stamp, None)
-                {
-                    scan.found.push(FileRuleSet {
-                        tenant: tenant.clone(),
-                        name,
-                        path,
-                        stamp,
-                        raw_hash: None,
-                        ruleset: None,
-                    });
-                    continue;
+                listing.files.push(ListedFile {
+                    tenant: tenant.clone(),
+                    name,
+                    path,
+                    stamp,
+                });
+            }
+        }
+        listing
+    }
+}
+
+/// The ruleset files of a directory and their stamps, as listed at one moment.
+#[derive(Debug, Default)]
+pub struct Listing {
+    files: Vec<ListedFile>,
+    problems: Vec<FileProblem>,
+    unusable: HashSet<(String, String)>,
+}
+
+#[derive(Debug)]
+struct ListedFile {
+    tenant: String,
+    name: String,
+    path: PathBuf,
+    stamp: Option<Stamp>,
+}
+
+impl Listing {
+    /// Reads the listed files that `known` does not recognise (see [`RulesDir::scan`]).
+    pub fn read(self, known: &Known<'_>) -> Scan {
+        let mut scan = Scan {
+            found: Vec::with_capacity(self.files.len()),
+            problems: self.problems,
+            unusable: self.unusable,
+        };
+        for ListedFile {
+            tenant,
+            name,
+            path,
+            stamp,
+        } in self.files
+        {
+            if let Some(stamp) = stamp
+                && known(&tenant, &name, stamp, None)
+            {
+                scan.found.push(FileRuleSet {
+                    tenant,
+                    name,
+                    path,
+                    stamp,
+                    raw_hash: None,
+                    ruleset: None,
+                });
+                continue;
+            }
+            let stamp = stamp.unwrap_or(Stamp {
+                size: 0,
+                mtime_ns: 0,
+            });
+            let read = read_text(&path).and_then(|text| {
+                let raw_hash = crate::store::content_hash(&text);
+                if known(&tenant, &name, stamp, Some(&raw_hash)) {
+                    return Ok((raw_hash, None));
                 }
-                let stamp = stamp.unwrap_or(Stamp {
-                    size: 0,
-                    mtime_ns: 0,
-                });
-                let read = read_text(&path).and_then(|text| {
-                    let raw_hash = crate::store::content_hash(&text);
-                    if known(&tenant, &name, stamp, Some(&raw_hash)) {
-                        return Ok((raw_hash, None));
-                    }
-                    parse_ruleset(&text, &path, &tenant).map(|r| (raw_hash, Some(r)))
-                });
-                match read {
-                    Ok((raw_hash, ruleset)) => scan.found.push(FileRuleSet {
-                        tenant: tenant.clone(),
-                        name,
-                        path,
-                        stamp,
-                        raw_hash: Some(raw_hash),
-                        ruleset,
-                    }),
-                    Err(reason) => {
-                        scan.problems.push(FileProblem { path, reason });
-                        scan.unusable.insert(key);
-                    }
+                parse_ruleset(&text, &path, &tenant).map(|r| (raw_hash, Some(r)))
+            });
+            match read {
+                Ok((raw_hash, ruleset)) => scan.found.push(FileRuleSet {
+                    tenant,
+                    name,
+                    path,
+                    stamp,
+                    raw_hash: Some(raw_hash),
+                    ruleset,
+                }),
+                Err(reason) => {
+                    scan.problems.push(FileProblem { path, reason });
+                    scan.unusable.insert((tenant, name));
                 }
             }
         }

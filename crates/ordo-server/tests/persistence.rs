@@ -559,8 +559,39 @@ fn a_file_left_behind_its_commit_by_a_crash_is_written_again() {
     assert_eq!(versions["versions"][0]["source"], "file", "{versions}");
 }
 
+/// The same for a new ruleset: a crash before its first file leaves no file at all. The
+/// next start must write it, not take the missing file for a deletion.
+#[test]
+fn a_new_ruleset_whose_first_file_a_crash_prevented_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    assert_eq!(
+        s.post("/api/v1/rulesets", &ruleset("kept", "1", "KEPT"))
+            .status,
+        201
+    );
+    s.kill9();
+    fs::remove_file(dir.path().join("kept.json")).unwrap();
+    let s = start(dir.path(), &[]);
+    let out = s
+        .post("/api/v1/execute/kept", &json!({"input": {"x": 1}}))
+        .json();
+    assert_eq!(out["code"], "KEPT", "{out}");
+    assert_eq!(
+        file_json(&dir.path().join("kept.json"))["config"]["version"],
+        "1"
+    );
+    let versions = s.get("/api/v1/rulesets/kept/versions").json();
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "{versions}"
+    );
+}
+
 on_postgres!(
     a_file_left_behind_its_commit_by_a_crash_is_written_again,
+    a_new_ruleset_whose_first_file_a_crash_prevented_is_kept,
     examples_load_and_writes_survive_a_restart_as_files,
     files_are_imported_at_start_and_on_reload,
     interrupted_file_writes_are_resolved_at_start,

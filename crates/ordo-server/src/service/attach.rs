@@ -42,7 +42,7 @@ pub(super) async fn postgres(service: Arc<Service>, url: String) {
         match ready_to_attach(&service, store.as_ref()).await {
             Ok(true) => {
                 // The first attempt hands the store over; later ones reuse it.
-                match service.attach(store.take(), t0).await {
+                match service.attach(store.take(), t0, None).await {
                     Ok(()) => {
                         service.set_store_problem(None);
                         tracing::info!(

@@ -177,8 +177,18 @@ impl Service {
             files_done: std::sync::atomic::AtomicU64::new(0),
             _dir_lock: dir_lock,
         });
+        // A local log is read now: list the rules directory meanwhile, on another
+        // thread, for the import that follows (a remote one may take minutes to reach,
+        // and its import lists the directory then).
+        let listing = match (&location, &service.files) {
+            (Location::Memory | Location::Sqlite(_), Some(dir)) if !service.is_cache() => {
+                let dir = dir.clone();
+                Some(tokio::task::spawn_blocking(move || dir.list()))
+            }
+            _ => None,
+        };
         match location {
-            Location::Memory => service.attach(Some(Store::memory()), t0).await?,
+            Location::Memory => service.attach(Some(Store::memory()), t0, listing).await?,
             Location::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|source| StartError::RulesDir {
@@ -187,7 +197,7 @@ impl Service {
                     })?;
                 }
                 let store = Store::sqlite(&path).await?;
-                service.attach(Some(store), t0).await?;
+                service.attach(Some(store), t0, listing).await?;
             }
             Location::Postgres(url) => {
                 *service
@@ -202,8 +212,14 @@ impl Service {
 
     /// Makes `store` the commit log (unless one is already attached, as when an
     /// earlier attempt failed after connecting), loads its state, repairs interrupted
-    /// file writes, imports the rules directory and opens the API.
-    async fn attach(self: &Arc<Self>, store: Option<Store>, t0: Instant) -> Result<(), StartError> {
+    /// file writes, imports the rules directory (from `listing` when given and no
+    /// repair touched a file) and opens the API.
+    async fn attach(
+        self: &Arc<Self>,
+        store: Option<Store>,
+        t0: Instant,
+        mut listing: Option<tokio::task::JoinHandle<crate::rules_dir::Listing>>,
+    ) -> Result<(), StartError> {
         if let Some(store) = store {
             let _ = self.store.set(store);
         }
@@ -225,10 +241,16 @@ impl Service {
             })
             .await
             .unwrap_or_default();
+            let repaired = !recovered.is_empty();
             for line in recovered {
                 tracing::warn!("interrupted file write {line}");
             }
-            self.rewrite_files_in_doubt(store, &state).await?;
+            if self.rewrite_files_in_doubt(store, &state).await? || repaired {
+                // Files changed since the listing: the import lists them again.
+                if let Some(task) = listing.take() {
+                    task.abort();
+                }
+            }
         }
         self.files_done.store(state.seq, Ordering::SeqCst);
         let catalog = build_catalog(&self.config(), &state);
@@ -244,7 +266,14 @@ impl Service {
         if self.is_cache() {
             self.load_replica().await;
         } else if self.files.is_some() {
-            let report = self.reload().await.map_err(StartError::Import)?;
+            let listing = match listing {
+                Some(task) => task.await.ok(),
+                None => None,
+            };
+            let report = self
+                .reload_listed(listing)
+                .await
+                .map_err(StartError::Import)?;
             tracing::debug!(
                 open_ms = opened.as_secs_f64() * 1e3,
                 load_ms = loaded.as_secs_f64() * 1e3,
@@ -334,12 +363,12 @@ impl Service {
         &self,
         store: &Store,
         state: &crate::store::State,
-    ) -> Result<(), StartError> {
+    ) -> Result<bool, StartError> {
         let Some(done) = store.files_done().await? else {
-            return Ok(());
+            return Ok(false);
         };
         if done >= state.seq {
-            return Ok(());
+            return Ok(false);
         }
         let mut keys = std::collections::BTreeSet::new();
         let mut after = done;
@@ -383,7 +412,7 @@ impl Service {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The commit log, or why there is none yet.

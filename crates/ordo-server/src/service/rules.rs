@@ -414,6 +414,14 @@ impl Service {
     /// rulesets whose files are gone are deleted, unusable files are reported. On a
     /// reader the same differences are applied to the catalog only.
     pub async fn reload(self: &Arc<Self>) -> Result<ReloadReport> {
+        self.reload_listed(None).await
+    }
+
+    /// [`Service::reload`] from a listing of the directory taken just before, if given.
+    pub(super) async fn reload_listed(
+        self: &Arc<Self>,
+        listing: Option<crate::rules_dir::Listing>,
+    ) -> Result<ReloadReport> {
         let Some(dir) = self.files.clone() else {
             return Err(Error::BadRequest(
                 "reload reads the rules directory, and none is configured (--rules-dir)".into(),
@@ -462,7 +470,10 @@ impl Service {
                             }
                         }
                 };
-                Ok(dir.scan(&known))
+                Ok(match listing {
+                    Some(listing) => listing.read(&known),
+                    None => dir.scan(&known),
+                })
             })
             .await?;
             let checked_at_ns = now_ns();

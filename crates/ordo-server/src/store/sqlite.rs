@@ -14,7 +14,7 @@ use super::{
     seq_of, tenant_of,
 };
 
-shared_queries!(SqliteStore, sqlx::Sqlite);
+shared_queries!(SqliteStore, sqlx::Sqlite, false);
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -79,35 +79,33 @@ impl SqliteStore {
     }
 
     pub async fn load(&self) -> Result<State, StoreError> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM commits")
-            .fetch_one(&self.pool)
-            .await?;
+        // All current rulesets in two values, one line per ruleset, in the same order
+        // (both aggregates see the rows of one scan): handing thousands of rows one by
+        // one from the database thread costs several times more than the data, and
+        // concatenating each content with its fields would copy it again and again. No
+        // field holds a tab or a newline: tenant and name are validated names, seq a
+        // number, hash hex, the version a JSON string literal (json_quote escapes
+        // control characters), content compact JSON.
+        let (seq, meta, contents): (Option<i64>, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT MAX(seq) FROM commits),
+                    group_concat(tenant_id || char(9) || name || char(9) || seq || char(9)
+                                 || hash || char(9) || json_quote(version), char(10)),
+                    group_concat(content, char(10))
+             FROM rulesets",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let mut state = State {
             seq: seq_of(seq.unwrap_or(0))?,
             ..State::default()
         };
-        // All current rulesets in one value, one per line, fields separated by tabs:
-        // handing thousands of rows one by one from the database thread costs several
-        // times more than the data. No field can hold a tab or a newline: tenant and name
-        // are validated names, seq a number, hash hex, the version a JSON string literal
-        // (json_quote escapes control characters), content compact JSON.
-        let all: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(tenant_id || char(9) || name || char(9) || seq || char(9)
-                                 || hash || char(9) || json_quote(version) || char(9) || content,
-                                 char(10))
-             FROM (SELECT * FROM rulesets ORDER BY tenant_id, name)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        for line in all.as_deref().unwrap_or_default().lines() {
-            let mut fields = line.splitn(6, '\t');
-            let mut next = || {
-                fields
-                    .next()
-                    .ok_or_else(|| StoreError::Corrupt("rulesets: malformed row".into()))
-            };
-            let (tenant, name, seq, hash) = (next()?, next()?, next()?, next()?);
-            let (version, content) = (next()?, next()?);
+        let malformed = || StoreError::Corrupt("rulesets: malformed row".into());
+        let mut contents = contents.as_deref().unwrap_or_default().split('\n');
+        for line in meta.as_deref().unwrap_or_default().lines() {
+            let mut fields = line.splitn(5, '\t');
+            let mut next = || fields.next().ok_or_else(malformed);
+            let (tenant, name, seq, hash, version) = (next()?, next()?, next()?, next()?, next()?);
+            let content = contents.next().ok_or_else(malformed)?;
             state.rulesets.push(StoredRuleSet {
                 tenant: tenant.to_string(),
                 name: name.to_string(),
@@ -120,6 +118,12 @@ impl SqliteStore {
                     .map_err(|_| StoreError::Corrupt(format!("rulesets: seq {seq}")))?,
             });
         }
+        if contents.next().is_some_and(|rest| !rest.is_empty()) {
+            return Err(malformed());
+        }
+        state
+            .rulesets
+            .sort_unstable_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT id, content FROM tenants ORDER BY id")
                 .fetch_all(&self.pool)
@@ -249,24 +253,30 @@ impl SqliteStore {
     }
 
     pub async fn save_file_cache(&self, cache: &FileCache) -> Result<(), StoreError> {
+        use super::queries::{ROWS_PER_STATEMENT, values};
+        let rows: Vec<_> = cache.iter().collect();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM file_cache")
             .execute(&mut *tx)
             .await?;
-        for ((tenant, name), seen) in cache {
-            sqlx::query(
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO file_cache (tenant_id, name, raw_hash, content_hash, size, mtime_ns, checked_at_ns)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tenant)
-            .bind(name)
-            .bind(&seen.raw_hash)
-            .bind(&seen.content_hash)
-            .bind(i64::try_from(seen.size).unwrap_or(i64::MAX))
-            .bind(seen.mtime_ns)
-            .bind(seen.checked_at_ns)
-            .execute(&mut *tx)
-            .await?;
+                 VALUES {}",
+                values(chunk.len(), 7, false)
+            );
+            let mut query = sqlx::query(&sql).persistent(false);
+            for ((tenant, name), seen) in chunk {
+                query = query
+                    .bind(tenant)
+                    .bind(name)
+                    .bind(&seen.raw_hash)
+                    .bind(&seen.content_hash)
+                    .bind(i64::try_from(seen.size).unwrap_or(i64::MAX))
+                    .bind(seen.mtime_ns)
+                    .bind(seen.checked_at_ns);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -319,10 +329,18 @@ mod tests {
     async fn single_commits_append_in_order_and_nothing_else_changes() -> Result<(), StoreError> {
         let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let store = SqliteStore::open(&dir.path().join("log.db")).await?;
-        store.append_all(&[commit(1, Change::PutTenant(tenant("acme")))], 0).await?;
-        store.append_all(&[put(2, "acme", "a", "{\"a\":1}")], 1).await?;
-        store.append_all(&[put(3, "acme", "b", "{\"b\":1}")], 2).await?;
-        store.append_all(&[put(4, "acme", "a", "{\"a\":2}")], 3).await?;
+        store
+            .append_all(&[commit(1, Change::PutTenant(tenant("acme")))], 0)
+            .await?;
+        store
+            .append_all(&[put(2, "acme", "a", "{\"a\":1}")], 1)
+            .await?;
+        store
+            .append_all(&[put(3, "acme", "b", "{\"b\":1}")], 2)
+            .await?;
+        store
+            .append_all(&[put(4, "acme", "a", "{\"a\":2}")], 3)
+            .await?;
         store
             .append_all(
                 &[commit(
@@ -338,13 +356,16 @@ mod tests {
 
         // A gap and a repeated seq are refused and write nothing, not even the change.
         for seq in [7, 5, 1] {
-            match store.append_all(&[put(seq, "acme", "x", "{}")], 5).await {
-                Err(StoreError::OutOfOrder { last: 5, got }) => assert_eq!(got, seq),
-                other => panic!("seq {seq}: expected OutOfOrder, got {other:?}"),
-            }
+            let refused = store.append_all(&[put(seq, "acme", "x", "{}")], 5).await;
+            assert!(
+                matches!(refused, Err(StoreError::OutOfOrder { last: 5, got }) if got == seq),
+                "seq {seq}: {refused:?}"
+            );
         }
         // The connection is usable afterwards, with no transaction left open.
-        store.append_all(&[put(6, "acme", "c", "{\"c\":1}")], 5).await?;
+        store
+            .append_all(&[put(6, "acme", "c", "{\"c\":1}")], 5)
+            .await?;
         store
             .append_all(&[commit(7, Change::DeleteTenant { id: "gone".into() })], 6)
             .await?;
@@ -367,6 +388,71 @@ mod tests {
             .collect();
         let expected: Vec<String> = (1..=7).map(|seq| format!("commit-{seq}")).collect();
         assert_eq!(ids, expected);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_written_in_order_whatever_its_size_and_mix() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let store = SqliteStore::open(&dir.path().join("log.db")).await?;
+        let delete = |seq, name: &str| {
+            commit(
+                seq,
+                Change::DeleteRuleSet {
+                    tenant: "acme".into(),
+                    name: name.into(),
+                },
+            )
+        };
+        // More rows than one statement takes, a key twice in a run, and every kind.
+        let mut batch = vec![commit(1, Change::PutTenant(tenant("acme")))];
+        for i in 0..1200u64 {
+            batch.push(put(
+                2 + i,
+                "acme",
+                &format!("r{i}"),
+                &format!("{{\"v\":{i}}}"),
+            ));
+        }
+        batch.push(put(1202, "acme", "r0", "{\"v\":\"again\"}"));
+        batch.push(delete(1203, "r1"));
+        batch.push(delete(1204, "r2"));
+        batch.push(put(1205, "acme", "r1", "{\"v\":\"back\"}"));
+        batch.push(commit(1206, Change::PutTenant(tenant("other"))));
+        batch.push(commit(1207, Change::DeleteTenant { id: "other".into() }));
+        store.append_all(&batch, 0).await?;
+
+        let state = store.load().await?;
+        assert_eq!(state.seq, 1207);
+        assert_eq!(state.rulesets.len(), 1199);
+        let get = |name: &str| {
+            state
+                .rulesets
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| (r.content.to_string(), r.seq))
+        };
+        assert_eq!(get("r0"), Some(("{\"v\":\"again\"}".into(), 1202)));
+        assert_eq!(get("r1"), Some(("{\"v\":\"back\"}".into(), 1205)));
+        assert_eq!(get("r2"), None);
+        assert_eq!(get("r1199"), Some(("{\"v\":1199}".into(), 1201)));
+        let tenants: Vec<&str> = state.tenants.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(tenants, ["acme"]);
+        assert_eq!(store.commits_after(0, 2000, false).await?.len(), 1207);
+
+        // A batch that does not follow the head writes nothing.
+        let gap = [
+            put(1208, "acme", "late", "{}"),
+            put(1210, "acme", "later", "{}"),
+        ];
+        assert!(matches!(
+            store.append_all(&gap, 0).await,
+            Err(StoreError::OutOfOrder {
+                last: 1208,
+                got: 1210
+            })
+        ));
+        assert_eq!(store.load().await?.seq, 1207);
         Ok(())
     }
 }
