@@ -15,6 +15,6 @@ COPY --from=build /src/target/release/ordo-server /usr/local/bin/ordo-server
 COPY examples/rules /srv/examples
 ENV ORDO_HOST=0.0.0.0 \
     ORDO_LOG_FORMAT=json
-EXPOSE 8080
+EXPOSE 8080 50051
 USER nonroot
 ENTRYPOINT ["/usr/local/bin/ordo-server"]

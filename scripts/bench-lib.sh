@@ -31,7 +31,7 @@ start_bg() { # command...: runs it in the background, stopped on exit
 # ready, and sets ADDR (http://host:port) and PID. (Not in a subshell: PIDS must keep it.)
 start_ordo() {
   local name=$1; shift
-  start_bg "$BIN" --host 127.0.0.1 --port 0 --log-level warn,ordo_server::server=info "$@" \
+  start_bg "$BIN" --host 127.0.0.1 --port 0 --grpc-port 0 --log-level warn,ordo_server::server=info "$@" \
     >"$WORK/$name.log" 2>&1
   PID=${PIDS[-1]}
   ADDR=""

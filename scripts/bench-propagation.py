@@ -26,7 +26,7 @@ binary = os.environ.get("ORDO_BENCH_BIN") or os.path.join(
 
 
 def start(args, log):
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", "--log-level",
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", "--log-level",
                              "warn,ordo_server::server=info"] + args,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     for _ in range(400):

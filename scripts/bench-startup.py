@@ -38,7 +38,7 @@ def rss_kb(pid):
 def start(rules):
     port = free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--rules-dir", rules,
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--grpc-port", "0", "--rules-dir", rules,
                              "--log-level", "info"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     # Wait for the listener without spinning (a polling loop would take CPU from the
     # server on this 2-core machine), then ask /healthz/ready until it answers 200.

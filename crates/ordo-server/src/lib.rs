@@ -1,6 +1,6 @@
 //! # ordo-server: the Ordo rule engine server
 //!
-//! Stores rulesets durably and executes them over HTTP. Map of the modules:
+//! Stores rulesets durably and executes them over HTTP and gRPC. Map of the modules:
 //! - [`config`]: flags and `ORDO_*` variables.
 //! - [`store`]: the commit log (SQLite embedded, or in memory) and the state it adds up to.
 //! - [`rules_dir`]: rulesets as files: crash-safe writes, recovery and import.
@@ -8,11 +8,15 @@
 //! - [`service`]: every operation, independent of the transport; the single write path.
 //! - [`tenant`]: tenant configuration and rate limiters.
 //! - [`http`]: the HTTP transport (axum).
+//! - [`grpc`]: the gRPC transport (tonic), over the same service layer.
+//! - [`auth`]: API tokens, checked alike by both transports.
 //! - [`telemetry`]: logs and metrics.
 //! - [`server`]: wiring: start, serve, shut down.
 
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod projection;
 pub mod rules_dir;

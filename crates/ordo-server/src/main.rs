@@ -168,7 +168,7 @@ fn run(config: Config, warnings: Vec<String>, sources: config::watch::Sources) -
     };
     runtime.block_on(async move {
         let metrics = telemetry::init_metrics();
-        let (service, listener) = match server::start(config).await {
+        let (service, listeners) = match server::start(config).await {
             Ok(started) => started,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
@@ -180,7 +180,7 @@ fn run(config: Config, warnings: Vec<String>, sources: config::watch::Sources) -
             }
         };
         config::watch::spawn(service.clone(), sources, tokio::runtime::Handle::current());
-        match server::serve(service, listener, metrics, server::shutdown_signal()).await {
+        match server::serve(service, listeners, metrics, server::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ordo-server: {e}");

@@ -1,4 +1,4 @@
-//! Wiring: start the service, serve HTTP until a shutdown signal, then drain.
+//! Wiring: start the service, serve HTTP and gRPC until a shutdown signal, then drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -6,27 +6,59 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tonic::transport::ServerTlsConfig;
 
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::service::{Service, StartError};
 
-/// Starts the service and binds the listener (so that a bad configuration or store
-/// stops the process before it accepts anything).
-pub async fn start(config: Config) -> Result<(Arc<Service>, TcpListener), StartError> {
-    let addr = SocketAddr::new(config.host, config.port);
+/// The listeners a server serves on: HTTP and gRPC, each unless disabled.
+pub struct Listeners {
+    pub http: Option<TcpListener>,
+    pub grpc: Option<(TcpListener, Option<ServerTlsConfig>)>,
+}
+
+/// Starts the service and binds the listeners (so that a bad configuration or store
+/// stops the process before it accepts anything). gRPC TLS files are read first: a
+/// missing or unreadable one stops the start as a configuration error.
+pub async fn start(config: Config) -> Result<(Arc<Service>, Listeners), StartError> {
+    let tls = if config.disable_grpc {
+        None
+    } else {
+        crate::grpc::tls_config(&config).map_err(|e| StartError::Config(e.to_string()))?
+    };
+    let http_addr = SocketAddr::new(config.host, config.port);
+    let grpc_addr = match &config.grpc_addr {
+        Some(addr) => addr
+            .parse()
+            .map_err(|_| StartError::Config(format!("grpc_addr {addr:?} is not HOST:PORT")))?,
+        None => SocketAddr::new(config.host, config.grpc_port),
+    };
+    let (disable_http, disable_grpc) = (config.disable_http, config.disable_grpc);
     let service = Service::start(config).await?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    Ok((service, listener))
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let grpc = if disable_grpc {
+        None
+    } else {
+        Some((bind(grpc_addr).await?, tls))
+    };
+    let http = if disable_http {
+        None
+    } else {
+        Some(bind(http_addr).await?)
+    };
+    Ok((service, Listeners { http, grpc }))
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
-/// finish and closes the store.
+/// finish (within `shutdown_timeout`) and closes the store.
 pub async fn serve(
     service: Arc<Service>,
-    listener: TcpListener,
+    listeners: Listeners,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -45,22 +77,11 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
         }
     }
-    let app = router(AppState::new(service.clone(), metrics));
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!("listening on http://{addr}");
-    }
+    // One signal for both transports: readiness goes at once, then both stop accepting.
+    let (signalled_tx, signalled_rx) = tokio::sync::watch::channel(false);
     let svc = service.clone();
-    let (signalled_tx, mut signalled_rx) = tokio::sync::watch::channel(false);
-    // Responses go out at once instead of waiting on Nagle's algorithm and the peer's
-    // delayed ACK (tens of milliseconds in the tail otherwise).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown.await;
-        // Not ready at once; the listener closes when this future returns.
         svc.begin_shutdown();
         tracing::info!(
             grace_seconds = svc.config().shutdown_timeout().as_secs_f64(),
@@ -68,14 +89,61 @@ pub async fn serve(
         );
         let _ = signalled_tx.send(true);
     });
-    // In-flight requests get `shutdown_timeout` (as configured then) once the signal came.
-    let svc = service.clone();
-    let deadline = async move {
-        while !*signalled_rx.borrow() {
-            if signalled_rx.changed().await.is_err() {
+    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        while !*rx.borrow() {
+            if rx.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
+    };
+
+    let grpc = listeners.grpc.map(|(listener, tls)| {
+        if let Ok(addr) = listener.local_addr() {
+            let scheme = if tls.is_some() { "grpcs" } else { "grpc" };
+            tracing::info!("gRPC listening on {scheme}://{addr}");
+        }
+        crate::grpc::serve(
+            service.clone(),
+            listener,
+            tls,
+            signalled(signalled_rx.clone()),
+        )
+    });
+    let http = listeners.http.map(|listener| {
+        let app = router(AppState::new(service.clone(), metrics));
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("listening on http://{addr}");
+        }
+        // Responses go out at once instead of waiting on Nagle's algorithm and the
+        // peer's delayed ACK (tens of milliseconds in the tail otherwise).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, app).with_graceful_shutdown(signalled(signalled_rx.clone()))
+    });
+    let serving = async move {
+        let (http, grpc) = tokio::join!(
+            async move {
+                match http {
+                    Some(serving) => serving.await,
+                    None => Ok(()),
+                }
+            },
+            async move {
+                match grpc {
+                    Some(serving) => serving.await.map_err(std::io::Error::other),
+                    None => Ok(()),
+                }
+            }
+        );
+        http.and(grpc)
+    };
+    // In-flight requests get `shutdown_timeout` (as configured then) once the signal came.
+    let svc = service.clone();
+    let deadline = async move {
+        signalled(signalled_rx).await;
         let grace = svc.config().shutdown_timeout();
         tokio::time::sleep(grace).await;
         grace

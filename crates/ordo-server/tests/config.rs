@@ -58,6 +58,13 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
         ),
         ("host", json!("127.0.0.1"), "127.0.0.1"),
         ("port", json!(9123), "9123"),
+        ("grpc_port", json!(50123), "50123"),
+        ("grpc_addr", json!("127.0.0.1:50124"), "127.0.0.1:50124"),
+        ("disable_grpc", json!(true), "true"),
+        ("disable_http", json!(false), "false"),
+        ("grpc_tls_cert", json!("/tls/cert.pem"), "/tls/cert.pem"),
+        ("grpc_tls_key", json!("/tls/key.pem"), "/tls/key.pem"),
+        ("grpc_tls_client_ca", json!("/tls/ca.pem"), "/tls/ca.pem"),
         ("rules_dir", json!("/tmp/somewhere"), "/tmp/somewhere"),
         ("watch_rules", json!(true), "true"),
         (
@@ -130,6 +137,25 @@ fn every_key_can_come_from_a_file_the_environment_or_a_flag() {
                     ("ORDO_RULES_DIR", "/tmp/somewhere"),
                 ],
                 vec!["--role=writer", "--rules-dir=/tmp/somewhere"],
+            ),
+            // TLS comes as a certificate and its key, with or without a client CA.
+            "grpc_tls_cert" => (
+                vec![("ORDO_GRPC_TLS_KEY", "/tls/key.pem")],
+                vec!["--grpc-tls-key=/tls/key.pem"],
+            ),
+            "grpc_tls_key" => (
+                vec![("ORDO_GRPC_TLS_CERT", "/tls/cert.pem")],
+                vec!["--grpc-tls-cert=/tls/cert.pem"],
+            ),
+            "grpc_tls_client_ca" => (
+                vec![
+                    ("ORDO_GRPC_TLS_CERT", "/tls/cert.pem"),
+                    ("ORDO_GRPC_TLS_KEY", "/tls/key.pem"),
+                ],
+                vec![
+                    "--grpc-tls-cert=/tls/cert.pem",
+                    "--grpc-tls-key=/tls/key.pem",
+                ],
             ),
             _ => (Vec::new(), Vec::new()),
         };

@@ -68,6 +68,36 @@ pub struct Flags {
     pub host: Option<String>,
     #[arg(short = 'p', long, global = true)]
     pub port: Option<String>,
+    #[arg(long, global = true, value_name = "PORT")]
+    pub grpc_port: Option<String>,
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub grpc_addr: Option<String>,
+    /// `--disable-grpc` alone means true.
+    #[arg(
+        long,
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub disable_grpc: Option<String>,
+    /// `--disable-http` alone means true.
+    #[arg(
+        long,
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub disable_http: Option<String>,
+    #[arg(long, global = true, value_name = "FILE")]
+    pub grpc_tls_cert: Option<String>,
+    #[arg(long, global = true, value_name = "FILE")]
+    pub grpc_tls_key: Option<String>,
+    #[arg(long, global = true, value_name = "FILE")]
+    pub grpc_tls_client_ca: Option<String>,
     #[arg(long, global = true, value_name = "DIR")]
     pub rules_dir: Option<String>,
     /// `--watch-rules` alone means true.
@@ -141,11 +171,18 @@ pub struct Flags {
 impl Flags {
     /// The flags given, as `(key, text)`.
     pub fn given(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 26] = [
+        let all: [(&'static str, &Option<String>); 33] = [
             ("role", &self.role),
             ("writer_addr", &self.writer_addr),
             ("host", &self.host),
             ("port", &self.port),
+            ("grpc_port", &self.grpc_port),
+            ("grpc_addr", &self.grpc_addr),
+            ("disable_grpc", &self.disable_grpc),
+            ("disable_http", &self.disable_http),
+            ("grpc_tls_cert", &self.grpc_tls_cert),
+            ("grpc_tls_key", &self.grpc_tls_key),
+            ("grpc_tls_client_ca", &self.grpc_tls_client_ca),
             ("rules_dir", &self.rules_dir),
             ("watch_rules", &self.watch_rules),
             ("database_url", &self.database_url),

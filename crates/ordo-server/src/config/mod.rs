@@ -26,6 +26,13 @@ pub const RESTART_KEYS: &[&str] = &[
     "role",
     "host",
     "port",
+    "grpc_port",
+    "grpc_addr",
+    "disable_grpc",
+    "disable_http",
+    "grpc_tls_cert",
+    "grpc_tls_key",
+    "grpc_tls_client_ca",
     "rules_dir",
     "watch_rules",
     "database_url",
@@ -84,6 +91,22 @@ pub struct Config {
     /// HTTP port (0 picks a free one).
     #[schemars(range(max = 65535))]
     pub port: u16,
+    /// gRPC port (0 picks a free one), on `host`.
+    #[schemars(range(max = 65535))]
+    pub grpc_port: u16,
+    /// gRPC listen address as HOST:PORT, instead of `host` and `grpc_port`.
+    #[schemars(length(min = 1))]
+    pub grpc_addr: Option<String>,
+    /// Serve no gRPC.
+    pub disable_grpc: bool,
+    /// Serve no HTTP API (gRPC only).
+    pub disable_http: bool,
+    /// PEM certificate chain for gRPC over TLS (with `grpc_tls_key`).
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// PEM private key for gRPC over TLS (with `grpc_tls_cert`).
+    pub grpc_tls_key: Option<PathBuf>,
+    /// PEM CA bundle: gRPC clients must present a certificate it signed (mutual TLS).
+    pub grpc_tls_client_ca: Option<PathBuf>,
     /// Rules directory: rulesets are read from and written to it as files, and (unless
     /// `database_url` says otherwise) the commit log lives in DIR/.ordo/.
     pub rules_dir: Option<PathBuf>,
@@ -168,6 +191,13 @@ impl Default for Config {
             writer_addr: None,
             host: IpAddr::from([0, 0, 0, 0]),
             port: 8080,
+            grpc_port: 50051,
+            grpc_addr: None,
+            disable_grpc: false,
+            disable_http: false,
+            grpc_tls_cert: None,
+            grpc_tls_key: None,
+            grpc_tls_client_ca: None,
             rules_dir: None,
             watch_rules: false,
             database_url: None,
@@ -238,6 +268,42 @@ impl Config {
                 "watch_rules",
                 "true".into(),
                 "needs rules_dir (the directory to watch)".into(),
+            );
+        }
+        if self.disable_grpc && self.disable_http {
+            bad(
+                "disable_http",
+                "true".into(),
+                "with disable_grpc too, the server would serve nothing".into(),
+            );
+        }
+        if let Some(addr) = &self.grpc_addr
+            && addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            bad(
+                "grpc_addr",
+                format!("{addr:?}"),
+                "must be HOST:PORT with an IP address, as in 0.0.0.0:50051".into(),
+            );
+        }
+        match (&self.grpc_tls_cert, &self.grpc_tls_key) {
+            (Some(_), None) => bad(
+                "grpc_tls_key",
+                "(unset)".into(),
+                "grpc_tls_cert needs grpc_tls_key".into(),
+            ),
+            (None, Some(_)) => bad(
+                "grpc_tls_cert",
+                "(unset)".into(),
+                "grpc_tls_key needs grpc_tls_cert".into(),
+            ),
+            _ => {}
+        }
+        if self.grpc_tls_client_ca.is_some() && self.grpc_tls_cert.is_none() {
+            bad(
+                "grpc_tls_client_ca",
+                "(set)".into(),
+                "client certificates (mutual TLS) need grpc_tls_cert and grpc_tls_key".into(),
             );
         }
         self.check_nats(cfg!(feature = "nats-sync"), &mut bad);

@@ -22,8 +22,6 @@ use axum::routing::{get, post};
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
 pub use error::ApiError;
@@ -293,29 +291,20 @@ fn refusal(state: &AppState, req: &Request) -> Option<Response> {
         );
     }
     let config = state.service.config();
-    if !config.api_token.is_empty() {
-        let headers = req.headers();
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .or_else(|| headers.get("x-api-token").and_then(|v| v.to_str().ok()));
-        let Some(token) = presented else {
+    let headers = req.headers();
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer)
+        .or_else(|| headers.get("x-api-token").and_then(|v| v.to_str().ok()));
+    match crate::auth::check(&config.api_token, presented) {
+        Ok(()) => {}
+        Err(crate::auth::Refused::Missing) => {
             return Some(unauthorized(
                 "an API token is required (Authorization: Bearer <token> or X-API-Token)",
             ));
-        };
-        // Digests are compared in constant time: neither the tokens nor their lengths leak.
-        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        let mut ok = subtle::Choice::from(0);
-        for known in &config.api_token {
-            let known: [u8; 32] = Sha256::digest(known.as_bytes()).into();
-            ok |= known.ct_eq(&digest);
         }
-        if !bool::from(ok) {
+        Err(crate::auth::Refused::Invalid) => {
             return Some(unauthorized("the API token is not valid"));
         }
     }

@@ -20,6 +20,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ordo-server");
 pub struct Server {
     child: Option<Child>,
     pub base: String,
+    /// `http://HOST:PORT` of the gRPC listener (`https://` with TLS), unless disabled.
+    pub grpc: Option<String>,
     pub log: Arc<Mutex<String>>,
     client: Client,
 }
@@ -54,7 +56,16 @@ impl Server {
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
         let database = postgres::database_for(args);
         let mut child = Command::new(BIN)
-            .args(["--host", "127.0.0.1", "--port", "0", "--log-level", "info"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--grpc-port",
+                "0",
+                "--log-level",
+                "info",
+            ])
             .args(args)
             .args(
                 database
@@ -77,14 +88,21 @@ impl Server {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(i) = line.find("listening on http://") {
-                        let addr: String = line[i + "listening on ".len()..]
-                            .chars()
-                            .take_while(|c| {
-                                c.is_ascii_alphanumeric() || matches!(c, ':' | '.' | '/')
-                            })
-                            .collect();
-                        let _ = tx.send(addr);
+                    let addr_after = |marker: &str| {
+                        line.find(marker).map(|i| {
+                            line[i + marker.len()..]
+                                .chars()
+                                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '.'))
+                                .collect::<String>()
+                        })
+                    };
+                    // The gRPC line comes first.
+                    if let Some(addr) = addr_after("gRPC listening on grpc://") {
+                        let _ = tx.send((false, format!("http://{addr}")));
+                    } else if let Some(addr) = addr_after("gRPC listening on grpcs://") {
+                        let _ = tx.send((false, format!("https://{addr}")));
+                    } else if let Some(addr) = addr_after("listening on http://") {
+                        let _ = tx.send((true, format!("http://{addr}")));
                     }
                     let mut l = log.lock().unwrap();
                     l.push_str(&line);
@@ -93,11 +111,17 @@ impl Server {
             });
         }
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut grpc = None;
         loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+            if let Ok((http, addr)) = rx.recv_timeout(Duration::from_millis(50)) {
+                if !http {
+                    grpc = Some(addr);
+                    continue;
+                }
                 let server = Server {
                     child: Some(child),
                     base: addr,
+                    grpc,
                     log,
                     client: Client::builder()
                         .timeout(Duration::from_secs(30))

@@ -1,0 +1,116 @@
+//! The gRPC transport (tonic): `ordo.v1.OrdoService` over the same service layer as
+//! HTTP, the standard `grpc.health.v1` health service and server reflection.
+
+mod rpc;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::config::Config;
+use crate::service::Service;
+
+pub use status::status_of;
+
+/// The service name the health service reports on (besides the whole server, "").
+const SERVICE_NAME: &str = "ordo.v1.OrdoService";
+
+/// Why the gRPC server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("gRPC TLS: {0}")]
+    Tls(String),
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
+    #[error("gRPC server: {0}")]
+    Serve(String),
+}
+
+/// The TLS settings of `config`, read now so that a missing or unreadable file stops
+/// the start.
+pub fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, GrpcError> {
+    let (Some(cert), Some(key)) = (&config.grpc_tls_cert, &config.grpc_tls_key) else {
+        return Ok(None);
+    };
+    let read = |what, path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| GrpcError::Read {
+            what,
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read("certificate", cert)?,
+        read("key", key)?,
+    ));
+    if let Some(ca) = &config.grpc_tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
+    }
+    Ok(Some(tls))
+}
+
+/// Serves gRPC on `listener` until `shutdown` resolves, then lets in-flight calls finish.
+pub async fn serve(
+    service: Arc<Service>,
+    listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GrpcError> {
+    let config = service.config();
+    let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+    let ordo = ordo_proto::v1::ordo_service_server::OrdoServiceServer::new(rpc::Ordo::new(
+        service.clone(),
+    ))
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(usize::MAX);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| GrpcError::Reflection(e.to_string()))?;
+    tokio::spawn(report_health(service.clone(), reporter));
+    let mut builder = Server::builder().tcp_nodelay(true);
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| GrpcError::Tls(e.to_string()))?;
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(ordo)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| GrpcError::Serve(e.to_string()))
+}
+
+/// Keeps the health service in step with readiness: SERVING only while ready (so
+/// NOT_SERVING while starting, syncing or shutting down).
+async fn report_health(service: Arc<Service>, reporter: tonic_health::server::HealthReporter) {
+    let mut serving = None;
+    loop {
+        let ready = service.not_ready_reasons().is_empty();
+        if serving != Some(ready) {
+            let status = if ready {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(SERVICE_NAME, status).await;
+            serving = Some(ready);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

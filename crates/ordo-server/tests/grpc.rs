@@ -1,0 +1,508 @@
+//! gRPC black-box tests: a tonic client against the real binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{Server, ruleset};
+use ordo_proto::v1 as pb;
+use ordo_proto::v1::ordo_service_client::OrdoServiceClient;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+/// Runs `f` to completion on a runtime of its own: the servers' blocking HTTP client
+/// must be made and dropped outside any runtime.
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+async fn client(server: &Server) -> OrdoServiceClient<Channel> {
+    let addr = server.grpc.clone().expect("the server serves gRPC");
+    OrdoServiceClient::connect(addr).await.unwrap()
+}
+
+/// A request carrying `metadata` (key, value) pairs.
+fn with<T>(message: T, metadata: &[(&'static str, &str)]) -> Request<T> {
+    let mut request = Request::new(message);
+    for (key, value) in metadata {
+        request.metadata_mut().insert(*key, value.parse().unwrap());
+    }
+    request
+}
+
+fn put(name: &str, version: &str, code: &str) -> pb::PutRuleSetRequest {
+    pb::PutRuleSetRequest {
+        ruleset_json: ruleset(name, version, code).to_string(),
+    }
+}
+
+fn execute(name: &str, input: &str) -> pb::ExecuteRequest {
+    pb::ExecuteRequest {
+        ruleset_name: name.into(),
+        input_json: input.into(),
+        include_trace: false,
+    }
+}
+
+#[test]
+fn every_rpc_answers_and_errors_map_to_status_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--rules-dir", dir.path().to_str().unwrap()]);
+    let created = run(async {
+        let mut c = client(&server).await;
+        c.put_rule_set(put("grpc-r", "1.0.0", "ONE"))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(
+        (created.status.as_str(), created.name.as_str()),
+        ("created", "grpc-r")
+    );
+    let first_seq = created.seq;
+    // Written through gRPC, visible to HTTP and in the rules directory: one write path.
+    assert_eq!(server.get("/api/v1/rulesets/grpc-r").status, 200);
+    assert!(dir.path().join("grpc-r.json").exists());
+    run(async {
+        let mut c = client(&server).await;
+
+        let out = c
+            .execute(execute("grpc-r", r#"{"x": 20}"#))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(out.code, "ONE");
+        let output: serde_json::Value = serde_json::from_str(&out.output_json).unwrap();
+        assert_eq!(output["size"], "big");
+        assert!(out.trace_json.is_empty());
+        let traced = c
+            .execute(pb::ExecuteRequest {
+                include_trace: true,
+                ..execute("grpc-r", r#"{"x": 1}"#)
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(traced.trace_json.contains("check"), "{}", traced.trace_json);
+
+        let batch = c
+            .batch_execute(pb::BatchExecuteRequest {
+                ruleset_name: "grpc-r".into(),
+                inputs_json: vec![r#"{"x": 20}"#.into(), r#"{"x": 1}"#.into()],
+                options: Some(pb::BatchOptions {
+                    parallel: true,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((batch.total, batch.success, batch.failed), (2, 2, 0));
+        let sizes: Vec<String> = batch
+            .results
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.output_json).unwrap()["size"]
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(sizes, ["\"big\"", "\"small\""]);
+
+        let got = c
+            .get_rule_set(pb::GetRuleSetRequest {
+                name: "grpc-r".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((got.version.as_str(), got.seq), ("1.0.0", first_seq));
+        let parsed: serde_json::Value = serde_json::from_str(&got.ruleset_json).unwrap();
+        assert_eq!(parsed["config"]["name"], "grpc-r");
+
+        c.put_rule_set(put("grpc-other", "1", "X")).await.unwrap();
+        c.put_rule_set(put("another", "1", "X")).await.unwrap();
+        let listed = c
+            .list_rule_sets(pb::ListRuleSetsRequest {
+                name_prefix: "grpc-".into(),
+                limit: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.total, 2);
+        let names: Vec<&str> = listed.rulesets.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["grpc-other"]);
+
+        let eval = c
+            .eval(pb::EvalRequest {
+                expression: "a + b * 2".into(),
+                context_json: r#"{"a": 1, "b": 3}"#.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(eval.result_json, "7");
+
+        // A new version, the versions, and a rollback to the first.
+        let updated = c
+            .put_rule_set(put("grpc-r", "2.0.0", "TWO"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(updated.status, "updated");
+        let versions = c
+            .list_versions(pb::ListVersionsRequest {
+                name: "grpc-r".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let listed: Vec<&str> = versions
+            .versions
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect();
+        assert_eq!(listed, ["2.0.0", "1.0.0"]);
+        let back = c
+            .rollback(pb::RollbackRequest {
+                name: "grpc-r".into(),
+                seq: first_seq,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (back.version.as_str(), back.from_seq),
+            ("1.0.0", updated.seq)
+        );
+        let out = c
+            .execute(execute("grpc-r", r#"{"x": 20}"#))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(out.code, "ONE");
+
+        let health = c
+            .health(pb::HealthRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(health.status(), pb::health_response::Status::Serving);
+        assert_eq!((health.role.as_str(), health.rulesets), ("standalone", 3));
+        assert_eq!(health.applied_seq, back.seq);
+
+        // Errors, each with the status the HTTP status maps to.
+        let code =
+            |r: Result<tonic::Response<pb::ExecuteResponse>, tonic::Status>| r.unwrap_err().code();
+        assert_eq!(
+            code(c.execute(execute("missing", "{}")).await),
+            Code::NotFound
+        );
+        assert_eq!(
+            code(c.execute(execute("grpc-r", "{not json")).await),
+            Code::InvalidArgument
+        );
+        let invalid = c
+            .put_rule_set(pb::PutRuleSetRequest {
+                ruleset_json:
+                    r#"{"config": {"name": "bad", "entry_step": "nowhere"}, "steps": {}}"#.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(invalid.code(), Code::InvalidArgument, "{invalid:?}");
+        let bad_eval = c
+            .eval(pb::EvalRequest {
+                expression: "1 +".into(),
+                context_json: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad_eval.code(), Code::InvalidArgument);
+        let rollback_nowhere = c
+            .rollback(pb::RollbackRequest {
+                name: "grpc-r".into(),
+                seq: 9999,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(rollback_nowhere.code(), Code::NotFound);
+
+        let deleted = c
+            .delete_rule_set(pb::DeleteRuleSetRequest {
+                name: "grpc-r".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(deleted.seq > back.seq);
+        let gone = c
+            .get_rule_set(pb::GetRuleSetRequest {
+                name: "grpc-r".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound);
+    });
+    assert!(!dir.path().join("grpc-r.json").exists());
+}
+
+#[test]
+fn a_reader_refuses_every_write_rpc_naming_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = Server::start(&[
+        "--role",
+        "writer",
+        "--rules-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    run(async {
+        let mut w = client(&writer).await;
+        w.put_rule_set(put("shared", "1", "W")).await.unwrap();
+    });
+    let reader = Server::start(&[
+        "--role",
+        "reader",
+        "--rules-dir",
+        dir.path().to_str().unwrap(),
+        "--writer-addr",
+        "http://writer.example:8080",
+    ]);
+    let anonymous = Server::start(&[
+        "--role",
+        "reader",
+        "--rules-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    run(async {
+        let mut w = client(&writer).await;
+        let mut r = client(&reader).await;
+
+        let refusals = [
+            r.put_rule_set(put("shared", "2", "R")).await.map(|_| ()),
+            r.delete_rule_set(pb::DeleteRuleSetRequest {
+                name: "shared".into(),
+            })
+            .await
+            .map(|_| ()),
+            r.rollback(pb::RollbackRequest {
+                name: "shared".into(),
+                seq: 1,
+            })
+            .await
+            .map(|_| ()),
+            r.put_tenant(pb::PutTenantRequest {
+                tenant_json: r#"{"id": "acme"}"#.into(),
+            })
+            .await
+            .map(|_| ()),
+            r.delete_tenant(pb::DeleteTenantRequest {
+                id: "default".into(),
+            })
+            .await
+            .map(|_| ()),
+        ];
+        for refused in refusals {
+            let status = refused.unwrap_err();
+            assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+            assert!(
+                status.message().contains("http://writer.example:8080"),
+                "{status:?}"
+            );
+            assert_eq!(
+                status
+                    .metadata()
+                    .get("x-ordo-writer")
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
+                "http://writer.example:8080"
+            );
+        }
+        // Reads and executions work on the reader.
+        let out = r
+            .execute(execute("shared", r#"{"x": 1}"#))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(out.code, "W");
+        let listed = r
+            .list_rule_sets(pb::ListRuleSetsRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(listed.into_inner().total, 1);
+        // Nothing changed on the writer.
+        let versions = w
+            .list_versions(pb::ListVersionsRequest {
+                name: "shared".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(versions.versions.len(), 1);
+
+        // Without --writer-addr the writer is "unknown".
+        let status = client(&anonymous)
+            .await
+            .put_rule_set(put("x", "1", "X"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.metadata().get("x-ordo-writer").unwrap(), "unknown");
+    });
+}
+
+#[test]
+fn tokens_come_from_metadata_and_tenants_stay_apart() {
+    let server = Server::start(&["--api-token", "s3cret", "--multi-tenancy-enabled"]);
+    run(async {
+        let mut c = client(&server).await;
+        let auth = [("authorization", "Bearer s3cret")];
+
+        let missing = c
+            .list_rule_sets(pb::ListRuleSetsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::Unauthenticated);
+        let wrong = c
+            .list_rule_sets(with(
+                pb::ListRuleSetsRequest::default(),
+                &[("authorization", "Bearer nope")],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.code(), Code::Unauthenticated);
+        assert!(!server.log_text().contains("s3cret"));
+
+        let tenant = c
+            .put_tenant(with(
+                pb::PutTenantRequest {
+                    tenant_json: r#"{"id": "acme", "name": "Acme"}"#.into(),
+                },
+                &auth,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            tenant.tenant_json.contains("\"acme\""),
+            "{}",
+            tenant.tenant_json
+        );
+        let acme = [("authorization", "Bearer s3cret"), ("x-tenant-id", "acme")];
+        c.put_rule_set(with(put("only-acme", "1", "ACME"), &acme))
+            .await
+            .unwrap();
+        let out = c
+            .execute(with(execute("only-acme", r#"{"x": 1}"#), &acme))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(out.code, "ACME");
+        // The default tenant does not see it; an unknown tenant is not found.
+        let elsewhere = c
+            .execute(with(execute("only-acme", r#"{"x": 1}"#), &auth))
+            .await
+            .unwrap_err();
+        assert_eq!(elsewhere.code(), Code::NotFound);
+        let unknown = c
+            .execute(with(
+                execute("only-acme", "{}"),
+                &[
+                    ("authorization", "Bearer s3cret"),
+                    ("x-tenant-id", "nobody"),
+                ],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound);
+        let tenants = c
+            .list_tenants(with(pb::ListTenantsRequest {}, &auth))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(tenants.tenants.len(), 2);
+    });
+}
+
+#[test]
+fn the_standard_health_service_and_reflection_are_served() {
+    let server = Server::start(&[]);
+    run(async {
+        let channel = Channel::from_shared(server.grpc.clone().unwrap())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        for service in ["", "ordo.v1.OrdoService"] {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status();
+            assert_eq!(
+                status,
+                tonic_health::pb::health_check_response::ServingStatus::Serving
+            );
+        }
+
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let mut reflection = ServerReflectionClient::new(channel);
+        let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("not a service list: {answer:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"ordo.v1.OrdoService".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_string()),
+            "{names:?}"
+        );
+    });
+}
+
+#[test]
+fn a_server_with_nothing_to_serve_or_half_a_tls_setup_refuses_to_start() {
+    for args in [
+        &["--disable-grpc", "--disable-http"][..],
+        &["--grpc-tls-cert", "/nonexistent/cert.pem"][..],
+        &["--grpc-tls-client-ca", "/nonexistent/ca.pem"][..],
+    ] {
+        let out = std::process::Command::new(common::BIN)
+            .args(["--port", "0", "--grpc-port", "0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("grpc") || stderr.contains("disable"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
