@@ -79,7 +79,8 @@ async fn main() -> Result<(), Failure> {
         latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     println!(
-        "{connections} connection(s), {streams} stream(s), {seconds} s: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {errors} errors",
+        "{connections} connection(s), {streams} stream(s), {seconds} s: {} calls, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {errors} errors",
+        latencies.len(),
         latencies.len() as f64 / elapsed,
         at(0.5),
         at(0.99),
