@@ -10,11 +10,15 @@ pub enum Refused {
     Invalid,
 }
 
-/// The bearer token of an `authorization` value (`Bearer <token>`).
-pub fn bearer(value: &str) -> Option<&str> {
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
+/// The token a request presents, given a lookup of its headers (or gRPC metadata):
+/// `authorization: Bearer <token>`, else `x-api-token`.
+pub fn presented<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
+    header("authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| header("x-api-token"))
 }
 
 /// Checks `presented` against the configured tokens; no configured token means none is

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::status::{read_only, status_of};
 use crate::config::Role;
+use crate::projection::TenantView;
 use crate::service::{BatchOptions, Service};
 use crate::tenant::TenantConfig;
 
@@ -35,11 +36,8 @@ impl Ordo {
         }
         let config = svc.config();
         let metadata = request.metadata();
-        let presented = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::auth::bearer)
-            .or_else(|| metadata.get("x-api-token").and_then(|v| v.to_str().ok()));
+        let presented =
+            crate::auth::presented(|name| metadata.get(name).and_then(|v| v.to_str().ok()));
         match crate::auth::check(&config.api_token, presented) {
             Ok(()) => {}
             Err(crate::auth::Refused::Missing) => {
@@ -58,6 +56,15 @@ impl Ordo {
             .get("x-tenant-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string))
+    }
+
+    /// The (existing, enabled) tenant a call acts for, with its rulesets.
+    fn view(&self, requested: Option<&str>) -> Result<Arc<TenantView>, Status> {
+        let catalog = self.service.catalog();
+        self.service
+            .tenant(&catalog, requested)
+            .cloned()
+            .map_err(status_of)
     }
 
     /// The id of the (existing, enabled) tenant a call acts for.
@@ -131,11 +138,7 @@ impl OrdoService for Ordo {
         let requested = self.admit(&request, false)?;
         let svc = self.service.clone();
         let call = request.into_inner();
-        let catalog = svc.catalog_full();
-        let tenant = svc
-            .tenant(&catalog, requested.as_deref())
-            .map_err(status_of)?
-            .clone();
+        let tenant = self.view(requested.as_deref())?;
         let entry = svc
             .get(&tenant, &call.ruleset_name)
             .map_err(status_of)?
@@ -201,13 +204,10 @@ impl OrdoService for Ordo {
         request: Request<pb::GetRuleSetRequest>,
     ) -> Result<Response<pb::GetRuleSetResponse>, Status> {
         let requested = self.admit(&request, false)?;
-        let svc = &self.service;
-        let catalog = svc.catalog();
-        let tenant = svc
-            .tenant(&catalog, requested.as_deref())
-            .map_err(status_of)?;
-        let stored = &svc
-            .get(tenant, &request.get_ref().name)
+        let tenant = self.view(requested.as_deref())?;
+        let stored = &self
+            .service
+            .get(&tenant, &request.get_ref().name)
             .map_err(status_of)?
             .stored;
         Ok(Response::new(pb::GetRuleSetResponse {
@@ -224,14 +224,11 @@ impl OrdoService for Ordo {
         request: Request<pb::ListRuleSetsRequest>,
     ) -> Result<Response<pb::ListRuleSetsResponse>, Status> {
         let requested = self.admit(&request, false)?;
-        let svc = &self.service;
         let call = request.get_ref();
-        let catalog = svc.catalog();
-        let tenant = svc
-            .tenant(&catalog, requested.as_deref())
-            .map_err(status_of)?;
-        let matching: Vec<_> = svc
-            .list(tenant)
+        let tenant = self.view(requested.as_deref())?;
+        let matching: Vec<_> = self
+            .service
+            .list(&tenant)
             .into_iter()
             .filter(|r| r.name.starts_with(&call.name_prefix))
             .collect();
@@ -350,12 +347,12 @@ impl OrdoService for Ordo {
         let requested = self.admit(&request, false)?;
         let name = request.into_inner().name;
         check_name(&name)?;
-        let svc = &self.service;
-        let catalog = svc.catalog_full();
-        let tenant = svc
-            .tenant(&catalog, requested.as_deref())
+        let tenant = self.view(requested.as_deref())?;
+        let versions = self
+            .service
+            .versions(&tenant, &name)
+            .await
             .map_err(status_of)?;
-        let versions = svc.versions(tenant, &name).await.map_err(status_of)?;
         Ok(Response::new(pb::ListVersionsResponse {
             name: versions.name,
             versions: versions

@@ -292,11 +292,7 @@ fn refusal(state: &AppState, req: &Request) -> Option<Response> {
     }
     let config = state.service.config();
     let headers = req.headers();
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::auth::bearer)
-        .or_else(|| headers.get("x-api-token").and_then(|v| v.to_str().ok()));
+    let presented = crate::auth::presented(|name| headers.get(name).and_then(|v| v.to_str().ok()));
     match crate::auth::check(&config.api_token, presented) {
         Ok(()) => {}
         Err(crate::auth::Refused::Missing) => {

@@ -54,6 +54,25 @@ pub(crate) fn runs<'a, C>(
     runs
 }
 
+/// Binds a commit row's eleven columns, in the order of `INSERT INTO commits (seq, id,
+/// created_at_ms, source, kind, tenant_id, name, version, content, hash, files_done)`.
+macro_rules! bind_commit {
+    ($query:expr, $commit:expr, $row:expr, $files_done:expr) => {
+        $query
+            .bind($row.seq)
+            .bind(&$commit.id)
+            .bind($commit.created_at_ms)
+            .bind($commit.source.as_str())
+            .bind($row.kind)
+            .bind($row.tenant)
+            .bind($row.name)
+            .bind($row.version)
+            .bind($row.content.as_deref())
+            .bind($row.hash)
+            .bind($files_done)
+    };
+}
+
 macro_rules! shared_queries {
     ($store:ty, $db:ty, $numbered:literal) => {
         /// Appends `commits` inside `tx` if they follow the stored head without a gap,
@@ -90,18 +109,7 @@ macro_rules! shared_queries {
                 );
                 let mut query = sqlx::query(&sql).persistent(false);
                 for (c, row) in chunk {
-                    query = query
-                        .bind(row.seq)
-                        .bind(&c.id)
-                        .bind(c.created_at_ms)
-                        .bind(c.source.as_str())
-                        .bind(row.kind)
-                        .bind(row.tenant)
-                        .bind(row.name)
-                        .bind(row.version)
-                        .bind(row.content.as_deref())
-                        .bind(row.hash)
-                        .bind(files_done);
+                    query = bind_commit!(query, c, row, files_done);
                 }
                 query.execute(&mut *tx).await?;
             }

@@ -184,18 +184,7 @@ impl SqliteStore {
             }
         };
         let mut conn = self.pool.acquire().await?;
-        let written = sqlx::query(sql)
-            .bind(row.seq)
-            .bind(&c.id)
-            .bind(c.created_at_ms)
-            .bind(c.source.as_str())
-            .bind(row.kind)
-            .bind(row.tenant)
-            .bind(row.name)
-            .bind(row.version)
-            .bind(row.content.as_deref())
-            .bind(row.hash)
-            .bind(seq_param(files_done)?)
+        let written = bind_commit!(sqlx::query(sql), c, row, seq_param(files_done)?)
             .fetch_all(&mut *conn)
             .await;
         match written {
