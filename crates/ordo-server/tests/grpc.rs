@@ -506,3 +506,201 @@ fn a_server_with_nothing_to_serve_or_half_a_tls_setup_refuses_to_start() {
         );
     }
 }
+
+/// A test CA, a server certificate for localhost/127.0.0.1 and a client certificate,
+/// written as PEM files into `dir`.
+struct Pki {
+    ca: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki(dir: &std::path::Path) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ordo test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server = server_params.signed_by(&server_key, &ca).unwrap();
+
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["client.example".to_string()]).unwrap();
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca).unwrap();
+
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+    Pki {
+        ca: ca.pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
+/// Connects to `server` over TLS trusting `pki`'s CA, presenting its client
+/// certificate when `identify`, and asks for the server's health.
+async fn tls_health(server: &Server, pki: &Pki, identify: bool) -> Result<(), String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca))
+        .domain_name("localhost");
+    if identify {
+        tls = tls.identity(Identity::from_pem(&pki.client_cert, &pki.client_key));
+    }
+    let url = server.grpc.clone().unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    let channel = Channel::from_shared(url)
+        .unwrap()
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    OrdoServiceClient::new(channel)
+        .health(pb::HealthRequest::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("call: {e:?}"))
+}
+
+#[test]
+fn grpc_over_tls_and_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (cert, key, ca) = (path("server.pem"), path("server.key"), path("ca.pem"));
+
+    let tls = Server::start(&["--grpc-tls-cert", &cert, "--grpc-tls-key", &key]);
+    run(async {
+        tls_health(&tls, &pki, false).await.unwrap();
+        // A plaintext client gets no answer from a TLS listener.
+        let plain = tls.grpc.clone().unwrap().replace("https://", "http://");
+        let refused = match Channel::from_shared(plain).unwrap().connect().await {
+            Ok(channel) => OrdoServiceClient::new(channel)
+                .health(pb::HealthRequest::default())
+                .await
+                .is_err(),
+            Err(_) => true,
+        };
+        assert!(refused, "a plaintext call was answered over TLS");
+    });
+
+    let mutual = Server::start(&[
+        "--grpc-tls-cert",
+        &cert,
+        "--grpc-tls-key",
+        &key,
+        "--grpc-tls-client-ca",
+        &ca,
+    ]);
+    run(async {
+        tls_health(&mutual, &pki, true).await.unwrap();
+        let anonymous = tls_health(&mutual, &pki, false).await;
+        assert!(
+            anonymous.is_err(),
+            "a client without a certificate was served"
+        );
+    });
+}
+
+#[test]
+fn health_is_not_serving_before_the_log_is_reached_and_from_the_shutdown_signal() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let request = || HealthCheckRequest {
+        service: "ordo.v1.OrdoService".into(),
+    };
+
+    // A database that does not answer: the server listens but is not ready.
+    let waiting = Server::start(&["--database-url", "postgres://ordo@127.0.0.1:1/ordo"]);
+    run(async {
+        let channel = Channel::from_shared(waiting.grpc.clone().unwrap())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let status = HealthClient::new(channel.clone())
+            .check(request())
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(status, ServingStatus::NotServing);
+        // The API itself answers UNAVAILABLE meanwhile.
+        let refused = OrdoServiceClient::new(channel)
+            .list_rule_sets(pb::ListRuleSetsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    });
+
+    // A ready server watched until it stops: SERVING, then NOT_SERVING at SIGTERM.
+    let server = Server::start(&["--shutdown-timeout-secs", "1"]);
+    let pid = server.pid();
+    run(async {
+        let channel = Channel::from_shared(server.grpc.clone().unwrap())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut watch = HealthClient::new(channel)
+            .watch(request())
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status(), ServingStatus::Serving);
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let next = watch.message().await.unwrap().unwrap();
+        assert_eq!(next.status(), ServingStatus::NotServing);
+    });
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[test]
+fn messages_are_bounded_by_the_body_limit() {
+    let server = Server::start(&["--max-body-bytes", "4096"]);
+    run(async {
+        let mut c = client(&server).await;
+        let big = format!(r#"{{"x": 1, "pad": "{}"}}"#, "p".repeat(8192));
+        let refused = c
+            .eval(pb::EvalRequest {
+                expression: "x".into(),
+                context_json: big,
+            })
+            .await
+            .unwrap_err();
+        // tonic's status for an oversized message, with the limit in its message.
+        assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
+        assert!(refused.message().contains("4096"), "{refused:?}");
+        // Under the limit it is served.
+        let small = c
+            .eval(pb::EvalRequest {
+                expression: "x + 1".into(),
+                context_json: r#"{"x": 1}"#.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(small.result_json, "2");
+    });
+}

@@ -78,7 +78,14 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| GrpcError::Reflection(e.to_string()))?;
-    tokio::spawn(report_health(service.clone(), reporter));
+    tokio::spawn(report_health(service.clone(), reporter.clone()));
+    // At the signal, before the listener closes: NOT_SERVING to every watcher. (An open
+    // `Watch` stream is an in-flight call, so it holds the drain until
+    // `shutdown_timeout`.)
+    let shutdown = async move {
+        shutdown.await;
+        set_health(&reporter, tonic_health::ServingStatus::NotServing).await;
+    };
     let mut builder = Server::builder().tcp_nodelay(true);
     if let Some(tls) = tls {
         builder = builder
@@ -99,7 +106,7 @@ pub async fn serve(
 /// NOT_SERVING while starting, syncing or shutting down).
 async fn report_health(service: Arc<Service>, reporter: tonic_health::server::HealthReporter) {
     let mut serving = None;
-    loop {
+    while !service.is_shutting_down() {
         let ready = service.not_ready_reasons().is_empty();
         if serving != Some(ready) {
             let status = if ready {
@@ -107,10 +114,18 @@ async fn report_health(service: Arc<Service>, reporter: tonic_health::server::He
             } else {
                 tonic_health::ServingStatus::NotServing
             };
-            reporter.set_service_status("", status).await;
-            reporter.set_service_status(SERVICE_NAME, status).await;
+            set_health(&reporter, status).await;
             serving = Some(ready);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Sets the status of the whole server ("") and of `ordo.v1.OrdoService`.
+async fn set_health(
+    reporter: &tonic_health::server::HealthReporter,
+    status: tonic_health::ServingStatus,
+) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
 }
