@@ -86,13 +86,16 @@ pub async fn serve(
         shutdown.await;
         set_health(&reporter, tonic_health::ServingStatus::NotServing).await;
     };
-    let mut builder = Server::builder().tcp_nodelay(true);
+    let mut builder = Server::builder();
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
             .map_err(|e| GrpcError::Tls(e.to_string()))?;
     }
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Set on each accepted connection (the builder's `tcp_nodelay` applies only to
+    // listeners tonic binds itself): without it a response can wait on Nagle's
+    // algorithm and the peer's delayed ACK, 40 ms in the tail.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     builder
         .add_service(health)
         .add_service(reflection)
