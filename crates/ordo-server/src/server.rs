@@ -102,11 +102,16 @@ pub async fn serve(
             let scheme = if tls.is_some() { "grpcs" } else { "grpc" };
             tracing::info!("gRPC listening on {scheme}://{addr}");
         }
-        crate::grpc::serve(
+        let threads = service.config().worker_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        );
+        crate::grpc::serve_threads(
             service.clone(),
             listener,
             tls,
-            signalled(signalled_rx.clone()),
+            threads,
+            signalled_rx.clone(),
         )
     });
     let http = listeners.http.map(|listener| {

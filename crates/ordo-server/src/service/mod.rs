@@ -72,6 +72,10 @@ pub struct Service {
     files: Option<Arc<RulesDir>>,
     /// Seq of the last commit; holding the lock is the right to append.
     head: tokio::sync::Mutex<u64>,
+    /// The runtime the service started on. Writes run there, whichever runtime the
+    /// request came from (gRPC serves from runtimes of its own), so that a write
+    /// outlives the request and the runtime that carried it.
+    runtime: tokio::runtime::Handle,
     /// The last commit's seq, announced to the outbox after every append.
     appended: tokio::sync::watch::Sender<u64>,
     /// The latest commits, so the outbox publishes them without reading the store.
@@ -151,6 +155,7 @@ impl Service {
         });
         let service = Arc::new(Service {
             head: tokio::sync::Mutex::new(0),
+            runtime: tokio::runtime::Handle::current(),
             appended: tokio::sync::watch::Sender::new(0),
             recent: Mutex::new(std::collections::VecDeque::new()),
             nats,
@@ -936,9 +941,11 @@ fn audit(commit: &Commit) {
 /// Runs a write on its own task so that it completes even if the caller goes away
 /// (a dropped request future must never leave a commit half-applied).
 async fn spawn_write<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
     fut: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(tracing::Instrument::in_current_span(fut))
+    runtime
+        .spawn(tracing::Instrument::in_current_span(fut))
         .await
         .map_err(|e| Error::Internal(format!("write task failed: {e}")))?
 }

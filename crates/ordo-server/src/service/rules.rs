@@ -224,7 +224,7 @@ impl Service {
         }
         let prepared = prepare(&tenant, ruleset)?;
         let this = self.clone();
-        spawn_write(async move {
+        spawn_write(&self.runtime, async move {
             let mut head = this.head.lock().await;
             this.put_locked(&mut head, prepared, Source::Api, true)
                 .await
@@ -305,7 +305,7 @@ impl Service {
 
     pub async fn delete_ruleset(self: &Arc<Self>, tenant: String, name: String) -> Result<u64> {
         let this = self.clone();
-        spawn_write(async move {
+        spawn_write(&self.runtime, async move {
             let mut head = this.head.lock().await;
             this.delete_locked(&mut head, &tenant, &name, Source::Api, true)
                 .await
@@ -381,7 +381,7 @@ impl Service {
         seq: u64,
     ) -> Result<RollbackOutcome> {
         let this = self.clone();
-        spawn_write(async move {
+        spawn_write(&self.runtime, async move {
             let mut head = this.head.lock().await;
             let catalog = this.projection.load_full();
             let view = catalog
@@ -428,7 +428,7 @@ impl Service {
             ));
         };
         let this = self.clone();
-        spawn_write(async move {
+        spawn_write(&self.runtime, async move {
             let started = Instant::now();
             let mut head = this.head.lock().await;
             let mut tenant_problem = None;

@@ -31,7 +31,7 @@ impl Service {
     ) -> Result<bool> {
         config.validate().map_err(Error::BadRequest)?;
         let this = self.clone();
-        spawn_write(async move {
+        spawn_write(&self.runtime, async move {
             let mut head = this.head.lock().await;
             let catalog = this.projection.load_full();
             let existing = catalog.tenant(&config.id);
@@ -65,7 +65,7 @@ impl Service {
             )));
         }
         let this = self.clone();
-        spawn_write(async move {
+        spawn_write(&self.runtime, async move {
             let mut head = this.head.lock().await;
             let catalog = this.projection.load_full();
             let view = catalog
