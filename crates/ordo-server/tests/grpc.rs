@@ -704,3 +704,20 @@ fn messages_are_bounded_by_the_body_limit() {
         assert_eq!(small.result_json, "2");
     });
 }
+
+#[test]
+fn a_tenants_rate_limit_answers_resource_exhausted() {
+    let server = Server::start(&["--default-tenant-qps", "1", "--default-tenant-burst", "1"]);
+    run(async {
+        let mut c = client(&server).await;
+        c.put_rule_set(put("limited", "1", "L")).await.unwrap();
+        let first = c.execute(execute("limited", r#"{"x": 1}"#)).await;
+        assert!(first.is_ok(), "{first:?}");
+        let second = c
+            .execute(execute("limited", r#"{"x": 1}"#))
+            .await
+            .unwrap_err();
+        assert_eq!(second.code(), Code::ResourceExhausted, "{second:?}");
+        assert!(second.metadata().get("retry-after").is_some(), "{second:?}");
+    });
+}
