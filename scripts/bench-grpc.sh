@@ -23,13 +23,12 @@ python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["inpu
 start_ordo server --rules-dir "$WORK/rules"
 GRPC=$(grep -o 'gRPC listening on grpc://[0-9.:]*' "$WORK/server.log" | sed 's|.*grpc://|http://|')
 SERVER_PID=$PID
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 for shape in "1 1" "1 32" "32 32"; do
   read -r conns streams <<<"$shape"
-  before=$(cpu_ticks "$SERVER_PID")
+  before=$(process_cpu_ticks "$SERVER_PID")
   line=$("$LOAD" "$GRPC" discount "$WORK/input.json" "$SECONDS_EACH" "$conns" "$streams")
-  after=$(cpu_ticks "$SERVER_PID")
+  after=$(process_cpu_ticks "$SERVER_PID")
   calls=$(sed 's/.*: \([0-9]*\) calls.*/\1/' <<<"$line")
   # The server's own CPU per 1,000 calls: what a call costs it, whatever the client takes.
   echo "$line; server CPU $(awk -v t=$((after - before)) -v n="$calls" -v hz="$HZ" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}') ms per 1,000 calls"
@@ -54,10 +53,10 @@ open(sys.argv[2], "wb").write(b"\x00" + struct.pack(">I", len(message)) + messag
 PY
   for shape in "1 1" "1 32" "32 1"; do
     read -r conns streams <<<"$shape"
-    before=$(cpu_ticks "$SERVER_PID")
+    before=$(process_cpu_ticks "$SERVER_PID")
     out=$(h2load -D "$SECONDS_EACH" -c "$conns" -m "$streams" -H 'content-type: application/grpc' \
       -H 'te: trailers' -d "$WORK/execute.bin" "$GRPC/ordo.v1.OrdoService/Execute")
-    after=$(cpu_ticks "$SERVER_PID")
+    after=$(process_cpu_ticks "$SERVER_PID")
     done_=$(awk '/^requests:/ {print $8}' <<<"$out")
     rps=$(awk '/finished in/ {print $4}' <<<"$out")
     mean=$(awk '/time for request:/ {print $6}' <<<"$out")

@@ -48,6 +48,9 @@ start_ordo() {
   done
 }
 
+# The CPU time process $1 has used so far (user + system, in clock ticks).
+process_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # The execute request of the reference benchmark, for `wrk -s "$WORK/post.lua"`.
 cat >"$WORK/post.lua" <<LUA
 wrk.method = "POST"

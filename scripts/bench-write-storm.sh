@@ -29,14 +29,12 @@ start_ordo reader --role reader --nats-url "nats://127.0.0.1:$PORT" --instance-i
 READER=$ADDR
 
 READER_PID=$PID
-# The reader's CPU time so far (user + system, in clock ticks).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Prints requests/s, p99, and the reader's CPU ticks per 1,000 requests during the run.
 run_wrk() {
   local before after
-  before=$(cpu_ticks "$READER_PID")
+  before=$(process_cpu_ticks "$READER_PID")
   wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$READER/api/v1/execute/discount" >"$WORK/wrk.out"
-  after=$(cpu_ticks "$READER_PID")
+  after=$(process_cpu_ticks "$READER_PID")
   awk -v cpu=$((after - before)) '/requests in/ {n=$1} /Requests\/sec/ {rps=$2} / 99%/ {p99=$2}
     END {print rps, p99, cpu * 1000 / n}' "$WORK/wrk.out"
 }

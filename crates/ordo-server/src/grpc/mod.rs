@@ -58,6 +58,14 @@ pub fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>, GrpcError>
     Ok(Some(tls))
 }
 
+/// The services gRPC serves, built once and shared by every serving thread (a health
+/// status set once is seen on all of them).
+#[derive(Clone)]
+struct Services {
+    routes: tonic::service::Routes,
+    reporter: tonic_health::server::HealthReporter,
+}
+
 /// Serves gRPC on `threads` threads, each running a single-threaded runtime of its own
 /// that accepts from the same listener, until `stop` turns true; then in-flight calls
 /// finish. HTTP/2 runs each call of a connection as a task: on a shared multi-threaded
@@ -71,6 +79,25 @@ pub async fn serve_threads(
     threads: usize,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), GrpcError> {
+    let limit = usize::try_from(service.config().max_body_bytes).unwrap_or(usize::MAX);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let ordo = ordo_proto::v1::ordo_service_server::OrdoServiceServer::new(rpc::Ordo::new(
+        service.clone(),
+    ))
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(usize::MAX);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| GrpcError::Reflection(e.to_string()))?;
+    let services = Services {
+        routes: tonic::service::Routes::new(health)
+            .add_service(reflection)
+            .add_service(ordo),
+        reporter: reporter.clone(),
+    };
+    tokio::spawn(report_health(service, reporter));
     let listener = listener
         .into_std()
         .map_err(|e| GrpcError::Serve(e.to_string()))?;
@@ -79,7 +106,7 @@ pub async fn serve_threads(
         let listener = listener
             .try_clone()
             .map_err(|e| GrpcError::Serve(e.to_string()))?;
-        let (service, tls, mut stop) = (service.clone(), tls.clone(), stop.clone());
+        let (services, tls, mut stop) = (services.clone(), tls.clone(), stop.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("grpc-{i}"))
@@ -99,7 +126,7 @@ pub async fn serve_threads(
                                     }
                                 }
                             };
-                            serve(service, listener, tls, stopped).await
+                            serve(services, listener, tls, stopped).await
                         })
                     });
                 let _ = tx.send(result);
@@ -114,27 +141,15 @@ pub async fn serve_threads(
     Ok(())
 }
 
-/// Serves gRPC on `listener` until `shutdown` resolves, then lets in-flight calls finish.
-pub async fn serve(
-    service: Arc<Service>,
+/// Serves `services` on `listener` until `shutdown` resolves, then lets in-flight calls
+/// finish.
+async fn serve(
+    services: Services,
     listener: TcpListener,
     tls: Option<ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), GrpcError> {
-    let config = service.config();
-    let limit = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
-    let ordo = ordo_proto::v1::ordo_service_server::OrdoServiceServer::new(rpc::Ordo::new(
-        service.clone(),
-    ))
-    .max_decoding_message_size(limit)
-    .max_encoding_message_size(usize::MAX);
-    let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| GrpcError::Reflection(e.to_string()))?;
-    tokio::spawn(report_health(service.clone(), reporter.clone()));
+    let Services { routes, reporter } = services;
     // At the signal, before the listener closes: NOT_SERVING to every watcher. (An open
     // `Watch` stream is an in-flight call, so it holds the drain until
     // `shutdown_timeout`.)
@@ -153,9 +168,7 @@ pub async fn serve(
     // algorithm and the peer's delayed ACK, 40 ms in the tail.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     builder
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(ordo)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(|e| GrpcError::Serve(e.to_string()))
