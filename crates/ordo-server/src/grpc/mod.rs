@@ -97,6 +97,8 @@ pub async fn serve_threads(
             .add_service(ordo),
         reporter: reporter.clone(),
     };
+    // Both services are known to the health service before the first call can come.
+    set_health(&reporter, serving_status(&service)).await;
     tokio::spawn(report_health(service, reporter));
     let listener = listener
         .into_std()
@@ -179,17 +181,21 @@ async fn serve(
 async fn report_health(service: Arc<Service>, reporter: tonic_health::server::HealthReporter) {
     let mut serving = None;
     while !service.is_shutting_down() {
-        let ready = service.not_ready_reasons().is_empty();
-        if serving != Some(ready) {
-            let status = if ready {
-                tonic_health::ServingStatus::Serving
-            } else {
-                tonic_health::ServingStatus::NotServing
-            };
+        let status = serving_status(&service);
+        if serving != Some(status) {
             set_health(&reporter, status).await;
-            serving = Some(ready);
+            serving = Some(status);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SERVING when the service is ready.
+fn serving_status(service: &Service) -> tonic_health::ServingStatus {
+    if service.not_ready_reasons().is_empty() {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
     }
 }
 
