@@ -29,6 +29,12 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
+    /// Too many executions in flight (globally or for the ruleset): shed at once.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The caller's deadline passed before the work finished.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("{0}")]
     Execution(#[from] ExecError),
     /// An expression evaluated by `/eval` failed.

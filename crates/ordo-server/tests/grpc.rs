@@ -721,3 +721,122 @@ fn a_tenants_rate_limit_answers_resource_exhausted() {
         assert!(second.metadata().get("retry-after").is_some(), "{second:?}");
     });
 }
+
+/// A ruleset that loops through a decision until its step or time limit: each round
+/// scans `text`, so a long text makes it slow.
+fn spin() -> serde_json::Value {
+    serde_json::json!({
+        "config": {"name": "spin", "entry_step": "d", "max_depth": 100000, "timeout_ms": 20000},
+        "steps": {
+            "d": {"id": "d", "type": "decision",
+                   "branches": [{"condition": "len(regex_find_all('a+', text)) >= 0", "next_step": "a"}]},
+            "a": {"id": "a", "type": "action", "actions": [], "next_step": "d"}
+        }
+    })
+}
+
+/// One unary call over a bare HTTP/2 connection with `grpc-timeout: {timeout}`, so no
+/// client-side timer can answer for the server (tonic's client ends an expired call
+/// itself, as CANCELLED). Returns the `grpc-status` and `grpc-message` the server sent.
+async fn call_with_timeout<M: prost::Message>(
+    server: &Server,
+    method: &str,
+    message: &M,
+    timeout: &str,
+) -> (String, String) {
+    let addr = server.grpc.clone().unwrap();
+    let host = addr.trim_start_matches("http://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("{addr}/ordo.v1.OrdoService/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", timeout)
+        .body(())
+        .unwrap();
+    let (response, mut send) = h2.send_request(request, false).unwrap();
+    let body = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&body);
+    send.send_data(frame.into(), true).unwrap();
+    let response = response.await.unwrap();
+    let header = |map: &http::HeaderMap, key: &str| {
+        map.get(key)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    // A call that fails before any message carries its status in the headers
+    // ("trailers-only"); otherwise it comes in the trailers.
+    let (mut status, mut message) = (
+        header(response.headers(), "grpc-status"),
+        header(response.headers(), "grpc-message"),
+    );
+    if status.is_empty() {
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        let trailers = body.trailers().await.unwrap().unwrap_or_default();
+        status = header(&trailers, "grpc-status");
+        message = header(&trailers, "grpc-message");
+    }
+    (status, message)
+}
+
+#[test]
+fn a_client_deadline_stops_the_execution_with_deadline_exceeded() {
+    let server = Server::start(&["--worker-threads", "1"]);
+    assert_eq!(server.post("/api/v1/rulesets", &spin()).status, 201);
+    assert_eq!(
+        server
+            .post("/api/v1/rulesets", &ruleset("quick", "1", "Q"))
+            .status,
+        201
+    );
+    let text = "a b ".repeat(2000);
+    let input = serde_json::json!({"text": text}).to_string();
+    let deadline_exceeded = (Code::DeadlineExceeded as i32).to_string();
+    run(async {
+        // Without a deadline the execution would run for the ruleset's 20 s.
+        let started = std::time::Instant::now();
+        let (status, message) =
+            call_with_timeout(&server, "Execute", &execute("spin", &input), "200m").await;
+        let took = started.elapsed();
+        assert_eq!(status, deadline_exceeded, "{message}");
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "answered after {took:?}"
+        );
+
+        // The execution stopped too: on the one serving thread, the next call is
+        // answered at once rather than after the spin.
+        let mut c = client(&server).await;
+        let started = std::time::Instant::now();
+        let out = c
+            .execute(execute("quick", "{}"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(out.code, "Q");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+        // A batch is bounded by the deadline as a whole.
+        let batch = pb::BatchExecuteRequest {
+            ruleset_name: "spin".into(),
+            inputs_json: vec![input.clone(); 50],
+            options: None,
+        };
+        let started = std::time::Instant::now();
+        let (status, message) = call_with_timeout(&server, "BatchExecute", &batch, "300m").await;
+        assert_eq!(status, deadline_exceeded, "{message}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+
+        // A generous deadline changes nothing.
+        let (status, message) =
+            call_with_timeout(&server, "Execute", &execute("quick", "{}"), "10S").await;
+        assert_eq!(status, "0", "{message}");
+    });
+}

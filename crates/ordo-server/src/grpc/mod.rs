@@ -1,6 +1,7 @@
 //! The gRPC transport (tonic): `ordo.v1.OrdoService` over the same service layer as
 //! HTTP, the standard `grpc.health.v1` health service and server reflection.
 
+mod deadline;
 mod rpc;
 mod status;
 
@@ -170,6 +171,7 @@ async fn serve(
     // algorithm and the peer's delayed ACK, 40 ms in the tail.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     builder
+        .layer(deadline::DeadlineLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -8,6 +8,7 @@ use ordo_proto::v1 as pb;
 use ordo_proto::v1::ordo_service_server::OrdoService;
 use tonic::{Request, Response, Status};
 
+use super::deadline::Deadline;
 use super::status::{read_only, status_of};
 use crate::config::Role;
 use crate::projection::TenantView;
@@ -106,6 +107,7 @@ impl OrdoService for Ordo {
         request: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
         let requested = self.admit(&request, false)?;
+        let deadline = Deadline::of(&request);
         let svc = &self.service;
         let call = request.get_ref();
         let catalog = svc.catalog();
@@ -116,7 +118,7 @@ impl OrdoService for Ordo {
         svc.admit(tenant).map_err(status_of)?;
         let input = json_value("input_json", &call.input_json)?;
         let done = svc
-            .execute(tenant, entry, &input, call.include_trace)
+            .execute_by(tenant, entry, &input, call.include_trace, deadline)
             .map_err(status_of)?;
         let outcome = &done.outcome;
         Ok(Response::new(pb::ExecuteResponse {
@@ -136,6 +138,7 @@ impl OrdoService for Ordo {
         request: Request<pb::BatchExecuteRequest>,
     ) -> Result<Response<pb::BatchExecuteResponse>, Status> {
         let requested = self.admit(&request, false)?;
+        let deadline = Deadline::of(&request);
         let svc = self.service.clone();
         let call = request.into_inner();
         let tenant = self.view(requested.as_deref())?;
@@ -155,6 +158,7 @@ impl OrdoService for Ordo {
             parallel: given.parallel,
             trace: given.include_trace,
             stop_on_error: given.stop_on_error,
+            deadline,
         };
         // A batch can take milliseconds: it runs on the blocking pool.
         let report =

@@ -39,6 +39,8 @@ pub fn status_of(e: Error) -> Status {
             metadata.insert("retry-after", MetadataValue::from(retry_after_secs));
             Status::with_metadata(Code::ResourceExhausted, message, metadata)
         }
+        Error::Overloaded(_) => Status::unavailable(message),
+        Error::DeadlineExceeded(_) => Status::deadline_exceeded(message),
         Error::Execution(e) if e.code() == "TIMEOUT" => Status::deadline_exceeded(message),
         Error::Execution(_) | Error::Eval(_) => Status::invalid_argument(message),
         Error::Store(e) if e.is_unreachable() => Status::unavailable(message),

@@ -82,6 +82,12 @@ impl From<Error> for ApiError {
                 err.retry_after_secs = Some(retry_after_secs);
                 err
             }
+            Error::Overloaded(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", message)
+            }
+            Error::DeadlineExceeded(_) => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", message)
+            }
             Error::Execution(e) => {
                 let mut err =
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "EXECUTION_ERROR", message)

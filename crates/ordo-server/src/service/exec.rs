@@ -1,7 +1,7 @@
 //! Executions: single, batch, expression evaluation and rule tests. All synchronous
 //! and lock-free: they run on one catalog snapshot.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ordo_core::{ExecOptions, Expression, Outcome, Value};
 use serde::ser::SerializeStruct;
@@ -49,6 +49,10 @@ pub struct BatchOptions {
     pub parallel: bool,
     pub trace: bool,
     pub stop_on_error: bool,
+    /// When the caller stops waiting (a gRPC deadline): each execution is capped by
+    /// the time left, and the batch ends with `DeadlineExceeded` once it passes.
+    #[serde(skip)]
+    pub deadline: Option<Instant>,
 }
 
 /// One case of a rule test.
@@ -125,6 +129,25 @@ fn micros(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
+/// The error of work whose caller's deadline passed.
+fn deadline_exceeded() -> Error {
+    Error::DeadlineExceeded("the caller's deadline passed before the work finished".into())
+}
+
+/// The time limit of one execution: the tenant's cap and the time left before
+/// `deadline`, whichever is shorter.
+fn time_cap(tenant: &TenantView, deadline: Option<Instant>) -> Result<Option<Duration>> {
+    let own = tenant.config.execution_timeout();
+    let Some(deadline) = deadline else {
+        return Ok(own);
+    };
+    let left = deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+        .ok_or_else(deadline_exceeded)?;
+    Ok(Some(own.map_or(left, |own| own.min(left))))
+}
+
 impl Service {
     /// Runs one execution. The tenant's execution timeout caps the ruleset's own.
     #[inline]
@@ -135,9 +158,22 @@ impl Service {
         input: &Value,
         trace: bool,
     ) -> Result<Executed<'r>> {
+        self.execute_by(tenant, entry, input, trace, None)
+    }
+
+    /// Runs one execution that must end by `deadline` (the caller's), if given.
+    #[inline]
+    pub fn execute_by<'r>(
+        &self,
+        tenant: &TenantView,
+        entry: &'r Entry,
+        input: &Value,
+        trace: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Executed<'r>> {
         let options = ExecOptions {
             trace,
-            timeout: tenant.config.execution_timeout(),
+            timeout: time_cap(tenant, deadline)?,
         };
         let started = Instant::now();
         let compiled = entry
@@ -167,9 +203,9 @@ impl Service {
         tenant: &TenantView,
         entry: &Entry,
         input: &Value,
-        trace: bool,
+        options: BatchOptions,
     ) -> (bool, serde_json::Value) {
-        match self.execute(tenant, entry, input, trace) {
+        match self.execute_by(tenant, entry, input, options.trace, options.deadline) {
             Ok(done) => (true, serde_json::to_value(&done).unwrap_or_default()),
             Err(Error::Execution(e)) => (
                 false,
@@ -214,7 +250,7 @@ impl Service {
                     .map(|part| {
                         scope.spawn(move || {
                             part.iter()
-                                .map(|input| self.batch_item(tenant, entry, input, options.trace))
+                                .map(|input| self.batch_item(tenant, entry, input, options))
                                 .collect::<Vec<_>>()
                         })
                     })
@@ -227,7 +263,7 @@ impl Service {
         } else {
             let mut items = Vec::with_capacity(inputs.len());
             for input in inputs {
-                let item = self.batch_item(tenant, entry, input, options.trace);
+                let item = self.batch_item(tenant, entry, input, options);
                 let failed = !item.0;
                 items.push(item);
                 if failed && options.stop_on_error {
@@ -236,6 +272,10 @@ impl Service {
             }
             items
         };
+        // Items past the deadline failed without running; the caller has stopped waiting.
+        if options.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(deadline_exceeded());
+        }
         if items.len() < inputs.len() && !options.stop_on_error {
             return Err(Error::Internal("a batch worker failed".into()));
         }
