@@ -61,6 +61,35 @@ pub struct RuleSetConfig {
     pub enable_trace: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<IndexMap<String, Value>>,
+    /// Requests per second the server admits for this ruleset. The engine ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Executions of this ruleset the server runs at once. The engine ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backpressure: Option<Backpressure>,
+}
+
+/// A ruleset's rate limit: a token bucket per key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second, per key.
+    pub requests_per_second: u32,
+    /// Requests allowed at once above the sustained rate; defaults to
+    /// `requests_per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// JSONLogic computing each request's key from `{client_ip, tenant, ruleset,
+    /// headers}`; absent: one bucket per client IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_logic: Option<Value>,
+}
+
+/// A ruleset's concurrency bound: requests beyond it are shed, not queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backpressure {
+    pub max_concurrent: u32,
 }
 
 impl RuleSetConfig {

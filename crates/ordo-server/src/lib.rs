@@ -26,3 +26,4 @@ pub mod store;
 pub mod sync;
 pub mod telemetry;
 pub mod tenant;
+pub mod traffic;

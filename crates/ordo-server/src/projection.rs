@@ -13,6 +13,7 @@ use ordo_core::{CompiledRuleSet, RuleSet};
 
 use crate::store::StoredRuleSet;
 use crate::tenant::{Limiter, TenantConfig};
+use crate::traffic::{Controls, RulesetTraffic};
 
 /// Fast hashing for short keys (names): the execute path looks up two per request.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -61,10 +62,38 @@ impl ExecMetrics {
     }
 }
 
-/// A ruleset as compiled, with what the listing shows of its model.
+/// A ruleset as compiled, with what the listing shows of its model and its traffic
+/// settings.
 pub struct Compiled {
     pub rules: CompiledRuleSet,
     pub description: String,
+    pub traffic: Option<Arc<RulesetTraffic>>,
+}
+
+impl Compiled {
+    /// Compiles `model`, its rules and its traffic settings.
+    pub fn of(model: &RuleSet) -> Result<Compiled, crate::error::Error> {
+        let rules = model
+            .compile()
+            .map_err(|e| crate::error::Error::InvalidRuleSet {
+                message: e.to_string(),
+                errors: e.errors,
+            })?;
+        let traffic =
+            RulesetTraffic::of(model).map_err(|message| crate::error::Error::InvalidRuleSet {
+                errors: vec![ordo_core::ValidationError {
+                    step: None,
+                    field: "config.rate_limit.key_logic".into(),
+                    message: message.clone(),
+                }],
+                message,
+            })?;
+        Ok(Compiled {
+            rules,
+            description: model.config.description().to_string(),
+            traffic,
+        })
+    }
 }
 
 /// One ruleset: what is stored, and its compiled form.
@@ -77,20 +106,27 @@ pub struct Entry {
     pub stored: StoredRuleSet,
     pub metrics: ExecMetrics,
     compiled: OnceLock<Result<Compiled, String>>,
+    /// Its traffic controls, found on first use (they outlive the entry).
+    controls: OnceLock<Arc<Controls>>,
 }
 
 impl Entry {
-    pub fn new(
-        stored: StoredRuleSet,
-        compiled: CompiledRuleSet,
-        description: String,
-    ) -> Arc<Entry> {
+    pub fn new(stored: StoredRuleSet, compiled: Compiled) -> Arc<Entry> {
         let entry = Entry::from_log(stored);
-        let _ = entry.compiled.set(Ok(Compiled {
-            rules: compiled,
-            description,
-        }));
+        let _ = entry.compiled.set(Ok(compiled));
         Arc::new(entry)
+    }
+
+    /// The traffic controls of this ruleset; `find` looks them up the first time.
+    #[inline]
+    pub fn controls(
+        &self,
+        find: impl FnOnce(Option<Arc<RulesetTraffic>>) -> Arc<Controls>,
+    ) -> &Arc<Controls> {
+        self.controls.get_or_init(|| {
+            let settings = self.compiled().ok().and_then(|c| c.traffic.clone());
+            find(settings)
+        })
     }
 
     /// An entry whose content is compiled when first needed.
@@ -99,6 +135,7 @@ impl Entry {
             metrics: ExecMetrics::new(&stored.tenant, &stored.name),
             stored,
             compiled: OnceLock::new(),
+            controls: OnceLock::new(),
         }
     }
 
@@ -116,11 +153,7 @@ impl Entry {
 fn compile_stored(stored: &StoredRuleSet) -> Result<Compiled, String> {
     let compiled = RuleSet::from_json(&stored.content)
         .map_err(|e| e.to_string())
-        .and_then(|model| {
-            let rules = model.compile().map_err(|e| e.to_string())?;
-            let description = model.config.description().to_string();
-            Ok(Compiled { rules, description })
-        });
+        .and_then(|model| Compiled::of(&model).map_err(|e| e.to_string()));
     compiled.map_err(|e| {
         tracing::error!(
             tenant = %stored.tenant, ruleset = %stored.name, error = %e,

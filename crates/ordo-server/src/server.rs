@@ -77,6 +77,14 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
         }
     }
+    // Rate limiters forget idle clients, so memory stays bounded however many there are.
+    let svc = service.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::traffic::SWEEP_EVERY).await;
+            svc.traffic().sweep();
+        }
+    });
     // One signal for both transports: readiness goes at once, then both stop accepting.
     let (signalled_tx, signalled_rx) = tokio::sync::watch::channel(false);
     let svc = service.clone();
@@ -126,7 +134,12 @@ pub async fn serve(
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        axum::serve(listener, app).with_graceful_shutdown(signalled(signalled_rx.clone()))
+        // The peer address keys the rate limits.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(signalled(signalled_rx.clone()))
     });
     let serving = async move {
         let (http, grpc) = tokio::join!(

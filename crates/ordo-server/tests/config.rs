@@ -95,28 +95,60 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
         ("log_executions_every", json!(10), "10"),
         ("log_level", json!("debug"), "debug"),
         ("log_format", json!("json"), "json"),
+        ("rate_limit.enabled", json!(true), "true"),
+        ("rate_limit.default_rps", json!(250), "250"),
+        ("rate_limit.default_burst", json!(25), "25"),
+        ("rate_limit.endpoints.admin_rps", json!(5), "5"),
+        ("rate_limit.endpoints.admin_burst", json!(6), "6"),
+        ("rate_limit.endpoints.execute_rps", json!(700), "700"),
+        ("rate_limit.endpoints.execute_burst", json!(80), "80"),
+        ("rate_limit.max_keys", json!(5000), "5000"),
+        (
+            "trusted_proxies",
+            json!(["10.0.0.0/8", "192.168.1.1"]),
+            "10.0.0.0/8,192.168.1.1",
+        ),
+        ("max_concurrent_executions", json!(64), "64"),
+        ("rulesets.include", json!(["orders.*"]), "orders.*"),
+        (
+            "rulesets.exclude",
+            json!(["orders.legacy"]),
+            "orders.legacy",
+        ),
     ]
+}
+
+/// The value at a dotted key.
+fn at<'v>(config: &'v Value, key: &str) -> &'v Value {
+    config
+        .pointer(&format!("/{}", key.replace('.', "/")))
+        .unwrap_or(&Value::Null)
 }
 
 #[test]
 fn every_key_can_come_from_a_file_the_environment_or_a_flag() {
-    let schema = ordo_server::config::schema();
-    let keys: Vec<String> = schema["properties"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let mut keys = ordo_server::config::keys();
+    keys.sort();
     let mut sample_keys: Vec<String> = samples().iter().map(|(k, _, _)| k.to_string()).collect();
     sample_keys.sort();
     assert_eq!(keys, sample_keys, "the test's samples must cover every key");
 
     let dir = tempfile::tempdir().unwrap();
-    let file: serde_json::Map<String, Value> = samples()
-        .into_iter()
-        .map(|(k, v, _)| (k.to_string(), v))
-        .collect();
-    let path = write(dir.path(), "all.json", &Value::Object(file).to_string());
+    // Nested keys as nested maps, as a file writes them.
+    let mut file = json!({});
+    for (key, value, _) in samples() {
+        let mut at = &mut file;
+        let parts: Vec<&str> = key.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            at = at
+                .as_object_mut()
+                .unwrap()
+                .entry(part.to_string())
+                .or_insert(json!({}));
+        }
+        at[parts[parts.len() - 1]] = value;
+    }
+    let path = write(dir.path(), "all.json", &file.to_string());
     let from_file = show(&["-c", &path], &[]);
     for (key, _, text) in samples() {
         let var = ordo_server::config::env_var(key);
@@ -172,9 +204,9 @@ fn every_key_can_come_from_a_file_the_environment_or_a_flag() {
         } else {
             samples().into_iter().find(|s| s.0 == key).unwrap().1
         };
-        assert_eq!(from_file[key], expected, "{key} from a file");
-        assert_eq!(from_env[key], expected, "{key} from {var}");
-        assert_eq!(from_flag[key], expected, "{key} from {flag}");
+        assert_eq!(at(&from_file, key), &expected, "{key} from a file");
+        assert_eq!(at(&from_env, key), &expected, "{key} from {var}");
+        assert_eq!(at(&from_flag, key), &expected, "{key} from {flag}");
     }
 }
 
@@ -184,14 +216,22 @@ fn later_sources_win() {
     let yaml = write(
         dir.path(),
         "a.yaml",
-        "request_timeout_ms: 1111\nshutdown_timeout_secs: 5\nport: 1\n",
+        "request_timeout_ms: 1111\nshutdown_timeout_secs: 5\nport: 1\nrate_limit:\n  default_rps: 7\n",
     );
-    let toml = write(dir.path(), "b.toml", "request_timeout_ms = 2222\n");
+    let toml = write(
+        dir.path(),
+        "b.toml",
+        "request_timeout_ms = 2222\n[rate_limit]\nenabled = true\n",
+    );
     assert_eq!(show(&[], &[])["request_timeout_ms"], 30000);
     assert_eq!(show(&["-c", &yaml], &[])["request_timeout_ms"], 1111);
     let both = show(&["-c", &yaml, "-c", &toml], &[]);
     assert_eq!(both["request_timeout_ms"], 2222);
     assert_eq!(both["shutdown_timeout_secs"], 5);
+    // Sections merge key by key.
+    assert_eq!(both["rate_limit"]["default_rps"], 7);
+    assert_eq!(both["rate_limit"]["enabled"], true);
+    assert_eq!(both["rate_limit"]["default_burst"], 50);
     let env = [("ORDO_REQUEST_TIMEOUT_MS", "3333"), ("ORDO_PORT", "2")];
     let with_env = show(&["-c", &yaml, "-c", &toml], &env);
     assert_eq!(with_env["request_timeout_ms"], 3333);
@@ -363,5 +403,39 @@ fn schema_and_reference_documentation_agree() {
     assert!(
         docs.contains(&table),
         "docs/configuration.md is out of date; regenerate its table with `ordo-server config docs`:\n{table}"
+    );
+}
+
+#[test]
+fn nested_keys_are_checked_by_their_full_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "bad.yaml",
+        "rate_limit:\n  nope: 1\n  default_rps: 0\n  endpoints:\n    admin_rps: fast\n",
+    );
+    let out = run(&["-c", &path, "config", "validate"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(text.contains("rate_limit.nope"), "{text}");
+    assert!(text.contains("unknown key"), "{text}");
+    let out = run(
+        &["config", "validate"],
+        &[
+            ("ORDO_RATE_LIMIT__DEFAULT_RPS", "0"),
+            ("ORDO_RATE_LIMIT__ENDPOINTS__ADMIN_RPS", "fast"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        text.contains("rate_limit.default_rps = 0 (from ORDO_RATE_LIMIT__DEFAULT_RPS)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "rate_limit.endpoints.admin_rps = \"fast\" (from ORDO_RATE_LIMIT__ENDPOINTS__ADMIN_RPS)"
+        ),
+        "{text}"
     );
 }

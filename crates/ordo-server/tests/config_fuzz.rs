@@ -13,12 +13,7 @@ use ordo_server::config::{Flags, load};
 use proptest::prelude::*;
 
 fn keys() -> Vec<String> {
-    ordo_server::config::schema()["properties"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect()
+    ordo_server::config::keys()
 }
 
 fn any_text() -> impl Strategy<Value = String> {
@@ -42,8 +37,8 @@ proptest! {
     fn never_panics(
         file_text in ".{0,200}",
         ext in prop_oneof![Just("yaml"), Just("json"), Just("toml"), Just("txt")],
-        env_values in proptest::collection::vec((0usize..32, any_text()), 0..6),
-        flag_values in proptest::collection::vec((0usize..32, any_text()), 0..4),
+        env_values in proptest::collection::vec((0usize..64, any_text()), 0..6),
+        flag_values in proptest::collection::vec((0usize..64, any_text()), 0..4),
     ) {
         let keys = keys();
         let dir = tempfile::tempdir().unwrap();
@@ -56,15 +51,7 @@ proptest! {
         let names: Vec<String> = env.keys().cloned().collect();
         let mut flags = Flags::default();
         for (i, v) in flag_values {
-            match keys[i % keys.len()].as_str() {
-                "port" => flags.port = Some(v),
-                "host" => flags.host = Some(v),
-                "max_body_bytes" => flags.max_body_bytes = Some(v),
-                "api_token" => flags.api_token = Some(v),
-                "log_level" => flags.log_level = Some(v),
-                "multi_tenancy_enabled" => flags.multi_tenancy_enabled = Some(v),
-                _ => flags.worker_threads = Some(v),
-            }
+            flags.set(&keys[i % keys.len()], &v);
         }
         match load(&[path], &|n| env.get(n).cloned(), &names, &flags) {
             Ok((config, _)) => prop_assert!(config.check().is_empty()),

@@ -50,11 +50,8 @@ fn the_kubernetes_manifests_match_the_binary() {
     let config: Value = serde_norway::from_str(&config_text).unwrap();
     let shutdown = config["shutdown_timeout_secs"].as_u64().unwrap_or(30);
     let port = config["port"].as_u64().unwrap_or(8080);
-    let schema = ordo_server::config::schema();
-    let variables: Vec<String> = schema["properties"]
-        .as_object()
-        .unwrap()
-        .keys()
+    let variables: Vec<String> = ordo_server::config::keys()
+        .iter()
         .map(|k| ordo_server::config::env_var(k))
         .collect();
     let dir = tempfile::tempdir().unwrap();

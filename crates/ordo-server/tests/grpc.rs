@@ -840,3 +840,56 @@ fn a_client_deadline_stops_the_execution_with_deadline_exceeded() {
         assert_eq!(status, "0", "{message}");
     });
 }
+
+#[test]
+fn rate_limits_answer_resource_exhausted_and_shedding_unavailable() {
+    let server = Server::start(&[
+        "--rate-limit.enabled",
+        "--rate-limit.default-rps",
+        "1",
+        "--rate-limit.default-burst",
+        "1000",
+        "--rate-limit.endpoints.execute-burst",
+        "6",
+    ]);
+    let mut limited = ruleset("limited", "1", "L");
+    limited["config"]["rate_limit"] = serde_json::json!({"requests_per_second": 1, "burst": 2});
+    let mut bounded = ruleset("bounded", "1", "B");
+    bounded["config"]["backpressure"] = serde_json::json!({"max_concurrent": 1});
+    assert_eq!(server.post("/api/v1/rulesets", &limited).status, 201);
+    assert_eq!(server.post("/api/v1/rulesets", &bounded).status, 201);
+    let held = common::hold(&server, "bounded", 1);
+    common::wait_for("the slot held", std::time::Duration::from_secs(10), || {
+        server
+            .get("/metrics")
+            .text
+            .contains("ordo_executions_in_flight 1")
+    });
+    run(async {
+        let mut c = client(&server).await;
+        // The ruleset's own limit: two, then RESOURCE_EXHAUSTED with a retry hint.
+        for _ in 0..2 {
+            c.execute(execute("limited", "{}")).await.unwrap();
+        }
+        let e = c.execute(execute("limited", "{}")).await.unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+        assert!(e.metadata().get("retry-after").is_some());
+        // Shedding: the one slot is held by the HTTP request above.
+        let e = c.execute(execute("bounded", "{}")).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+        assert!(e.message().contains("bounded"), "{e:?}");
+        // The platform limit of the execute group: 6 calls in all, 3 made so far
+        // (refusals count), then RESOURCE_EXHAUSTED whatever the ruleset.
+        for _ in 0..3 {
+            let _ = c.execute(execute("bounded", "{}")).await;
+        }
+        let e = c.execute(execute("limited", "{}")).await.unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+        assert!(e.message().contains("client"), "{e:?}");
+        // Admin calls have their own bucket.
+        c.list_rule_sets(pb::ListRuleSetsRequest::default())
+            .await
+            .unwrap();
+    });
+    drop(held);
+}

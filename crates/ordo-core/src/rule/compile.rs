@@ -166,6 +166,29 @@ impl<'a> Compiler<'a> {
                 format!("must be between 1 and {MAX_STEPS}, got {depth}"),
             );
         }
+        if let Some(limit) = &cfg.rate_limit {
+            if limit.requests_per_second == 0 {
+                self.error(
+                    None,
+                    "config.rate_limit.requests_per_second",
+                    "must be at least 1 (remove rate_limit for no limit)",
+                );
+            }
+            if limit.burst == Some(0) {
+                self.error(None, "config.rate_limit.burst", "must be at least 1");
+            }
+        }
+        if cfg
+            .backpressure
+            .as_ref()
+            .is_some_and(|b| b.max_concurrent == 0)
+        {
+            self.error(
+                None,
+                "config.backpressure.max_concurrent",
+                "must be at least 1 (remove backpressure for no bound)",
+            );
+        }
         if cfg.timeout_ms() > MAX_TIMEOUT_MS {
             self.error(
                 None,

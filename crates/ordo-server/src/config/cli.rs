@@ -55,159 +55,104 @@ pub enum ConfigAction {
     Docs,
 }
 
-/// One flag per key: `--<key with dashes>`. Values are kept as text and converted by
-/// the same rule as environment variables, so that every bad value of every source is
-/// reported together. Unset flags leave lower sources alone.
-#[derive(Debug, Clone, Default, Args)]
+/// One flag per key: `--<key with dashes>` (a nested key keeps its dots, as in
+/// `--rate-limit.default-rps`), generated from the configuration's schema so that no key
+/// lacks one. Values are kept as text and converted by the same rule as environment
+/// variables, so that every bad value of every source is reported together. Unset flags
+/// leave lower sources alone.
+#[derive(Debug, Clone, Default)]
 pub struct Flags {
-    #[arg(long, global = true, value_name = "standalone|writer|reader")]
-    pub role: Option<String>,
-    #[arg(long, global = true, value_name = "URL")]
-    pub writer_addr: Option<String>,
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub host: Option<String>,
-    #[arg(short = 'p', long, global = true)]
-    pub port: Option<String>,
-    #[arg(long, global = true, value_name = "PORT")]
-    pub grpc_port: Option<String>,
-    #[arg(long, global = true, value_name = "HOST:PORT")]
-    pub grpc_addr: Option<String>,
-    /// `--disable-grpc` alone means true.
-    #[arg(
-        long,
-        global = true,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_name = "BOOL"
-    )]
-    pub disable_grpc: Option<String>,
-    /// `--disable-http` alone means true.
-    #[arg(
-        long,
-        global = true,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_name = "BOOL"
-    )]
-    pub disable_http: Option<String>,
-    #[arg(long, global = true, value_name = "FILE")]
-    pub grpc_tls_cert: Option<String>,
-    #[arg(long, global = true, value_name = "FILE")]
-    pub grpc_tls_key: Option<String>,
-    #[arg(long, global = true, value_name = "FILE")]
-    pub grpc_tls_client_ca: Option<String>,
-    #[arg(long, global = true, value_name = "DIR")]
-    pub rules_dir: Option<String>,
-    /// `--watch-rules` alone means true.
-    #[arg(
-        long,
-        global = true,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_name = "BOOL"
-    )]
-    pub watch_rules: Option<String>,
-    #[arg(long, global = true, value_name = "URL")]
-    pub database_url: Option<String>,
-    /// `--auto-migrate` alone means true.
-    #[arg(
-        long,
-        global = true,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_name = "BOOL"
-    )]
-    pub auto_migrate: Option<String>,
-    /// `--multi-tenancy-enabled` alone means true; `=false` turns it off.
-    #[arg(
-        long,
-        global = true,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_name = "BOOL"
-    )]
-    pub multi_tenancy_enabled: Option<String>,
-    #[arg(long, global = true, value_name = "ID")]
-    pub default_tenant: Option<String>,
-    #[arg(long, global = true, value_name = "N")]
-    pub default_tenant_qps: Option<String>,
-    #[arg(long, global = true, value_name = "N")]
-    pub default_tenant_burst: Option<String>,
-    #[arg(long, global = true, value_name = "MS")]
-    pub default_tenant_timeout_ms: Option<String>,
-    #[arg(long, global = true, value_name = "TOKEN[,TOKEN...]")]
-    pub api_token: Option<String>,
-    #[arg(long, global = true, value_name = "BYTES")]
-    pub max_body_bytes: Option<String>,
-    #[arg(long, global = true, value_name = "MS")]
-    pub request_timeout_ms: Option<String>,
-    #[arg(long, global = true, value_name = "SECS")]
-    pub shutdown_timeout_secs: Option<String>,
-    #[arg(long, global = true, value_name = "N")]
-    pub worker_threads: Option<String>,
-    #[arg(long, global = true, value_name = "URL")]
-    pub nats_url: Option<String>,
-    #[arg(long, global = true, value_name = "PREFIX")]
-    pub nats_subject_prefix: Option<String>,
-    #[arg(long, global = true, value_name = "SECS")]
-    pub nats_stale_after_secs: Option<String>,
-    #[arg(long, global = true, value_name = "SECS")]
-    pub writer_lease_ttl_secs: Option<String>,
-    #[arg(long, global = true, value_name = "ID")]
-    pub instance_id: Option<String>,
-    #[arg(long, global = true, value_name = "N")]
-    pub log_executions_every: Option<String>,
-    #[arg(long, global = true, value_name = "FILTER")]
-    pub log_level: Option<String>,
-    #[arg(long, global = true, value_name = "text|json")]
-    pub log_format: Option<String>,
+    given: Vec<(String, String)>,
 }
 
 impl Flags {
     /// The flags given, as `(key, text)`.
-    pub fn given(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 33] = [
-            ("role", &self.role),
-            ("writer_addr", &self.writer_addr),
-            ("host", &self.host),
-            ("port", &self.port),
-            ("grpc_port", &self.grpc_port),
-            ("grpc_addr", &self.grpc_addr),
-            ("disable_grpc", &self.disable_grpc),
-            ("disable_http", &self.disable_http),
-            ("grpc_tls_cert", &self.grpc_tls_cert),
-            ("grpc_tls_key", &self.grpc_tls_key),
-            ("grpc_tls_client_ca", &self.grpc_tls_client_ca),
-            ("rules_dir", &self.rules_dir),
-            ("watch_rules", &self.watch_rules),
-            ("database_url", &self.database_url),
-            ("auto_migrate", &self.auto_migrate),
-            ("multi_tenancy_enabled", &self.multi_tenancy_enabled),
-            ("default_tenant", &self.default_tenant),
-            ("default_tenant_qps", &self.default_tenant_qps),
-            ("default_tenant_burst", &self.default_tenant_burst),
-            ("default_tenant_timeout_ms", &self.default_tenant_timeout_ms),
-            ("api_token", &self.api_token),
-            ("max_body_bytes", &self.max_body_bytes),
-            ("request_timeout_ms", &self.request_timeout_ms),
-            ("shutdown_timeout_secs", &self.shutdown_timeout_secs),
-            ("worker_threads", &self.worker_threads),
-            ("nats_url", &self.nats_url),
-            ("nats_subject_prefix", &self.nats_subject_prefix),
-            ("nats_stale_after_secs", &self.nats_stale_after_secs),
-            ("writer_lease_ttl_secs", &self.writer_lease_ttl_secs),
-            ("instance_id", &self.instance_id),
-            ("log_executions_every", &self.log_executions_every),
-            ("log_level", &self.log_level),
-            ("log_format", &self.log_format),
-        ];
-        all.into_iter()
-            .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-            .collect()
+    pub fn given(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.given.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Sets `key` as if `--<key>=<text>` had been given.
+    pub fn set(&mut self, key: &str, text: &str) {
+        self.given.retain(|(k, _)| k != key);
+        self.given.push((key.to_string(), text.to_string()));
+    }
+}
+
+/// The hint shown for a key's value in `--help`.
+fn value_name(prop: &serde_json::Value) -> String {
+    if let Some(values) = super::load::enum_values(prop) {
+        return values.join("|");
+    }
+    let ty = |t: &str| match prop.get("type") {
+        Some(serde_json::Value::String(s)) => s == t,
+        Some(serde_json::Value::Array(a)) => a.iter().any(|x| x == t),
+        _ => false,
+    };
+    if ty("integer") {
+        "N".into()
+    } else if ty("array") {
+        "A[,B...]".into()
+    } else {
+        "VALUE".into()
+    }
+}
+
+impl clap::FromArgMatches for Flags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Flags::default();
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for key in super::load::keys() {
+            if let Ok(Some(text)) = matches.try_get_one::<String>(&key) {
+                self.set(&key, text);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args for Flags {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for (key, prop) in super::load::properties(&super::load::schema()) {
+            let help = prop
+                .get("description")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .split("\n\n")
+                .next()
+                .unwrap_or_default()
+                .replace('\n', " ");
+            let long = super::load::flag_name(&key)
+                .trim_start_matches('-')
+                .to_string();
+            let mut arg = clap::Arg::new(key.clone())
+                .long(long)
+                .global(true)
+                .help(help)
+                .action(clap::ArgAction::Set);
+            let is_bool = prop.get("type").and_then(serde_json::Value::as_str) == Some("boolean");
+            if is_bool {
+                // `--watch-rules` alone means true; `=false` turns it off.
+                arg = arg
+                    .num_args(0..=1)
+                    .require_equals(true)
+                    .default_missing_value("true")
+                    .value_name("BOOL");
+            } else {
+                arg = arg.value_name(value_name(&prop));
+            }
+            if key == "port" {
+                arg = arg.short('p');
+            }
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }

@@ -53,7 +53,14 @@ impl fmt::Display for ConfigError {
 
 /// The configuration's JSON Schema.
 pub fn schema() -> Value {
-    serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null)
+    schema_ref().clone()
+}
+
+/// The schema, generated once per process (flags and the loader both read it).
+fn schema_ref() -> &'static Value {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(|| serde_json::to_value(schemars::schema_for!(Config)).unwrap_or(Value::Null))
 }
 
 /// The environment variable of a key: `ORDO_` and the key in capitals, `.` as `__`.
@@ -61,17 +68,82 @@ pub fn env_var(key: &str) -> String {
     format!("ORDO_{}", key.to_uppercase().replace('.', "__"))
 }
 
-/// The flag of a key: `--` and the key with `-` for `_`.
+/// The flag of a key: `--` and the key with `-` for `_` (a nested key keeps its dots:
+/// `--rate-limit.default-rps`).
 pub fn flag_name(key: &str) -> String {
     format!("--{}", key.replace('_', "-"))
 }
 
-fn properties(schema: &Value) -> Vec<(String, Value)> {
-    schema
+/// Every key, a nested one dotted (`rate_limit.default_rps`), in schema order.
+pub fn keys() -> Vec<String> {
+    properties(schema_ref())
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The definition a `$ref` points at, or the property itself.
+fn resolved<'s>(schema: &'s Value, prop: &'s Value) -> &'s Value {
+    prop.get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|pointer| schema.pointer(pointer))
+        .unwrap_or(prop)
+}
+
+/// The properties of a section (the schema, or a nested section of it).
+fn section_properties<'s>(schema: &'s Value, section: &'s Value) -> Option<&'s Map<String, Value>> {
+    resolved(schema, section)
         .get("properties")
         .and_then(Value::as_object)
-        .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
+}
+
+/// The leaf keys with their schemas: nested sections are walked, their keys dotted.
+pub(super) fn properties(schema: &Value) -> Vec<(String, Value)> {
+    fn walk(schema: &Value, section: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
+        let Some(props) = section_properties(schema, section) else {
+            return;
+        };
+        for (name, prop) in props {
+            let key = format!("{prefix}{name}");
+            if section_properties(schema, prop).is_some() {
+                walk(schema, prop, &format!("{key}."), out);
+            } else {
+                // The property's own description, not its type's.
+                let mut leaf = resolved(schema, prop).clone();
+                if let (Some(obj), Some(d)) = (leaf.as_object_mut(), prop.get("description")) {
+                    obj.insert("description".into(), d.clone());
+                }
+                out.push((key, leaf));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, schema, "", &mut out);
+    out
+}
+
+/// Sets the value at a dotted key, creating the sections on the way.
+fn set_path(merged: &mut Value, key: &str, value: Value) {
+    let mut at = merged;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Some(obj) = at.as_object_mut() else {
+            return;
+        };
+        if parts.peek().is_none() {
+            obj.insert(part.to_string(), value);
+            return;
+        }
+        at = obj
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// The JSON pointer of a dotted key.
+fn pointer(key: &str) -> String {
+    format!("/{}", key.replace('.', "/"))
 }
 
 fn types(prop: &Value) -> Vec<String> {
@@ -185,27 +257,32 @@ pub fn load(
     env_names: &[String],
     flags: &Flags,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    let schema = schema();
-    let props = properties(&schema);
+    let schema = schema_ref();
+    let props = properties(schema);
     let known: BTreeMap<&str, &Value> = props.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut merged = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let set = |merged: &mut Value, key: &str, value: Value| {
-        if let Some(obj) = merged.as_object_mut() {
-            obj.insert(key.to_string(), value);
-        }
-    };
+    let set = set_path;
 
     for path in files {
         let source = path.display().to_string();
         match read_file(path) {
             Ok(Value::Object(map)) => {
-                for (key, value) in map {
+                // Sections merge key by key: a file setting `rate_limit.enabled` keeps
+                // the `rate_limit.default_rps` of a lower one.
+                let mut pending: Vec<(String, Value)> = map.into_iter().collect();
+                while let Some((key, value)) = pending.pop() {
                     if known.contains_key(key.as_str()) {
                         set(&mut merged, &key, value);
                         sources.insert(key, source.clone());
+                    } else if let (Value::Object(inner), true) = (
+                        &value,
+                        known.keys().any(|k| k.starts_with(&format!("{key}."))),
+                    ) {
+                        pending
+                            .extend(inner.iter().map(|(k, v)| (format!("{key}.{k}"), v.clone())));
                     } else {
                         problems.push(Problem {
                             key,
@@ -265,7 +342,7 @@ pub fn load(
     match jsonschema::options()
         .with_draft(jsonschema::Draft::Draft7)
         .should_validate_formats(true)
-        .build(&schema)
+        .build(schema)
     {
         Ok(validator) => {
             for e in validator.iter_errors(&merged) {
@@ -274,11 +351,16 @@ pub fn load(
                     .to_string()
                     .trim_start_matches('/')
                     .replace('/', ".");
-                let top = key.split('.').next().unwrap_or_default().to_string();
+                // The source of the key, or of the key the bad element belongs to.
+                let source = sources
+                    .iter()
+                    .filter(|(k, _)| key == **k || key.starts_with(&format!("{k}.")))
+                    .map(|(_, s)| s.clone())
+                    .next();
                 let reason = e.to_string();
                 problems.push(Problem {
                     value: Some(shown(&key, e.instance())),
-                    source: sources.get(&top).cloned(),
+                    source,
                     reason: if is_secret(&key) {
                         "invalid value".to_string()
                     } else {
@@ -317,32 +399,41 @@ pub fn load(
     }
 }
 
+/// The values a key may take, when the schema lists them (an enum of strings, or
+/// documented variants, one `const` each).
+pub(super) fn enum_values(prop: &Value) -> Option<Vec<String>> {
+    if let Some(values) = prop.get("enum").and_then(Value::as_array) {
+        return Some(
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+        );
+    }
+    let variants = prop.get("oneOf").and_then(Value::as_array)?;
+    variants
+        .iter()
+        .map(|v| v.get("const").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
 /// The reference table of `docs/configuration.md`, generated from the schema.
 pub fn docs_table() -> String {
-    let schema = schema();
+    let schema = schema_ref();
     let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     let mut out = String::from(
         "| key | type | default | variable | flag | on reload | description |\n|---|---|---|---|---|---|---|\n",
     );
-    for (key, prop) in properties(&schema) {
+    for (key, prop) in properties(schema) {
         let mut ty: Vec<String> = types(&prop).into_iter().filter(|t| t != "null").collect();
         if ty.is_empty() {
             ty.push("string".into());
         }
-        if let Some(values) = schema
-            .pointer("/$defs/LogFormat/enum")
-            .filter(|_| key == "log_format")
-            .and_then(Value::as_array)
-        {
-            ty = vec![
-                values
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" \\| "),
-            ];
+        if let Some(values) = enum_values(&prop) {
+            ty = vec![values.join(" \\| ")];
         }
-        let default = match defaults.get(&key) {
+        let default = match defaults.pointer(&pointer(&key)) {
             None | Some(Value::Null) => "unset".to_string(),
             Some(Value::Array(a)) if a.is_empty() => "empty".to_string(),
             Some(v) => format!("`{v}`"),

@@ -18,7 +18,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use cli::{Cli, Command, ConfigAction, Flags, MigrateAction};
-pub use load::{ConfigError, Problem, docs_table, env_var, flag_name, load, schema};
+pub use load::{ConfigError, Problem, docs_table, env_var, flag_name, keys, load, schema};
 
 /// Keys that a configuration reload cannot change: they shape what was opened, bound or
 /// started. A reload that changes one is refused as a whole.
@@ -45,6 +45,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "nats_url",
     "nats_subject_prefix",
     "writer_lease_ttl_secs",
+    "rulesets.include",
+    "rulesets.exclude",
 ];
 
 /// What an instance does with writes.
@@ -182,6 +184,80 @@ pub struct Config {
     pub log_level: String,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Platform rate limits: a token bucket per client IP on the API routes.
+    pub rate_limit: RateLimitConfig,
+    /// Proxies (IP addresses or CIDR blocks) whose `X-Forwarded-For` is believed: the
+    /// client is the rightmost address not in this list. Empty: the socket's peer is the
+    /// client and `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Executions (single, batch, async) running at once on this instance; more are shed
+    /// with 503 `OVERLOADED`. 0: no bound.
+    pub max_concurrent_executions: u32,
+    /// Which rulesets this instance serves (executes and shows); others are 404 here.
+    pub rulesets: RulesetFilter,
+}
+
+/// Platform rate limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Limit each client (by IP) on the API routes. Per-tenant and per-ruleset limits
+    /// apply whether or not this is on.
+    pub enabled: bool,
+    /// Requests per second each client may make, sustained.
+    #[schemars(range(min = 1))]
+    pub default_rps: u32,
+    /// Requests a client may make at once above the sustained rate.
+    #[schemars(range(min = 1))]
+    pub default_burst: u32,
+    /// Per endpoint group: instead of `default_rps` for that group's routes.
+    pub endpoints: EndpointLimits,
+    /// Keys (clients, or a ruleset's `key_logic` keys) a limiter tracks before idle ones
+    /// are dropped at once rather than at the next sweep (every 10 s). A key is idle when
+    /// its bucket has refilled: dropping it loses nothing.
+    #[schemars(range(min = 1000))]
+    pub max_keys: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> RateLimitConfig {
+        RateLimitConfig {
+            enabled: false,
+            default_rps: 100,
+            default_burst: 50,
+            endpoints: EndpointLimits::default(),
+            max_keys: 100_000,
+        }
+    }
+}
+
+/// Rate limits of the endpoint groups: `admin` (ruleset, tenant and DLQ management) and
+/// `execute` (executions, batches, async submissions, evaluation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointLimits {
+    /// Requests per second per client on admin routes (default: `default_rps`).
+    #[schemars(range(min = 1))]
+    pub admin_rps: Option<u32>,
+    /// Burst on admin routes (default: `default_burst`).
+    #[schemars(range(min = 1))]
+    pub admin_burst: Option<u32>,
+    /// Requests per second per client on execute routes (default: `default_rps`).
+    #[schemars(range(min = 1))]
+    pub execute_rps: Option<u32>,
+    /// Burst on execute routes (default: `default_burst`).
+    #[schemars(range(min = 1))]
+    pub execute_burst: Option<u32>,
+}
+
+/// Which rulesets an instance serves, by name globs (`*`, `?`, `[a-z]`, `{a,b}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesetFilter {
+    /// Serve only rulesets matching one of these (empty: all).
+    pub include: Vec<String>,
+    /// Never serve rulesets matching one of these (wins over `include`).
+    pub exclude: Vec<String>,
 }
 
 impl Default for Config {
@@ -220,6 +296,10 @@ impl Default for Config {
             log_executions_every: 1000,
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
+            rate_limit: RateLimitConfig::default(),
+            trusted_proxies: Vec::new(),
+            max_concurrent_executions: 0,
+            rulesets: RulesetFilter::default(),
         }
     }
 }
@@ -323,6 +403,21 @@ impl Config {
                 "(hidden)".into(),
                 "a token must not be empty".into(),
             );
+        }
+        for (i, proxy) in self.trusted_proxies.iter().enumerate() {
+            if let Err(e) = crate::traffic::parse_net(proxy) {
+                bad(&format!("trusted_proxies.{i}"), format!("{proxy:?}"), e);
+            }
+        }
+        for (key, globs) in [
+            ("rulesets.include", &self.rulesets.include),
+            ("rulesets.exclude", &self.rulesets.exclude),
+        ] {
+            for (i, glob) in globs.iter().enumerate() {
+                if let Err(e) = globset::Glob::new(glob) {
+                    bad(&format!("{key}.{i}"), format!("{glob:?}"), e.to_string());
+                }
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             bad(

@@ -153,14 +153,28 @@ fn reload(service: &Arc<Service>, sources: &Sources, runtime: &tokio::runtime::H
     outcome("applied");
 }
 
+/// The keys whose values differ, nested ones dotted.
 fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
-    let (Ok(Value::Object(a)), Ok(Value::Object(b))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
+    fn leaves(value: Value, prefix: &str, out: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    leaves(v, &format!("{prefix}{k}."), out);
+                }
+            }
+            leaf => out.push((prefix.trim_end_matches('.').to_string(), leaf)),
+        }
+    }
+    let (Ok(a), Ok(b)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
         return Vec::new();
     };
-    a.iter()
-        .filter(|(k, v)| b.get(*k) != Some(*v))
-        .map(|(k, _)| k.clone())
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    leaves(a, "", &mut before);
+    leaves(b, "", &mut after);
+    let after: std::collections::BTreeMap<String, Value> = after.into_iter().collect();
+    before
+        .into_iter()
+        .filter(|(k, v)| after.get(k) != Some(v))
+        .map(|(k, _)| k)
         .collect()
 }

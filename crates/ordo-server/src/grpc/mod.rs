@@ -99,8 +99,9 @@ pub async fn serve_threads(
         reporter: reporter.clone(),
     };
     // Both services are known to the health service before the first call can come.
-    set_health(&reporter, serving_status(&service)).await;
-    tokio::spawn(report_health(service, reporter));
+    let initial = serving_status(&service);
+    set_health(&reporter, initial).await;
+    tokio::spawn(report_health(service, reporter, initial));
     let listener = listener
         .into_std()
         .map_err(|e| GrpcError::Serve(e.to_string()))?;
@@ -180,13 +181,19 @@ async fn serve(
 
 /// Keeps the health service in step with readiness: SERVING only while ready (so
 /// NOT_SERVING while starting, syncing or shutting down).
-async fn report_health(service: Arc<Service>, reporter: tonic_health::server::HealthReporter) {
-    let mut serving = None;
+async fn report_health(
+    service: Arc<Service>,
+    reporter: tonic_health::server::HealthReporter,
+    initial: tonic_health::ServingStatus,
+) {
+    // Watchers are told of changes only: setting the same status again would send
+    // them a repeat.
+    let mut serving = initial;
     while !service.is_shutting_down() {
         let status = serving_status(&service);
-        if serving != Some(status) {
+        if serving != status {
             set_health(&reporter, status).await;
-            serving = Some(status);
+            serving = status;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -14,6 +14,8 @@ use crate::config::Role;
 use crate::projection::TenantView;
 use crate::service::{BatchOptions, Service};
 use crate::tenant::TenantConfig;
+use crate::traffic::{Caller, Group};
+use std::net::IpAddr;
 
 pub struct Ordo {
     service: Arc<Service>,
@@ -27,8 +29,17 @@ impl Ordo {
     /// Admits a call and returns the tenant it names (`x-tenant-id`), as the HTTP gate
     /// does: nothing before the log is attached, the API token when one is configured,
     /// and on a reader no write.
-    fn admit<T>(&self, request: &Request<T>, write: bool) -> Result<Option<String>, Status> {
+    fn admit<T>(
+        &self,
+        request: &Request<T>,
+        write: bool,
+        group: Group,
+    ) -> Result<Option<String>, Status> {
         let svc = &self.service;
+        // Before the token check: guessing tokens is rate limited too.
+        svc.traffic()
+            .check_platform(group, client_ip(svc, request))
+            .map_err(status_of)?;
         if !svc.is_attached() {
             return Err(Status::unavailable(format!(
                 "not ready: {}",
@@ -79,6 +90,18 @@ impl Ordo {
     }
 }
 
+/// The client of a call: its peer, or what a trusted proxy forwarded.
+fn client_ip<T>(svc: &Service, request: &Request<T>) -> IpAddr {
+    let peer = request
+        .remote_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let forwarded = request
+        .metadata()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    svc.traffic().client_ip(peer, forwarded)
+}
+
 /// A JSON object from a `*_json` field; empty means absent.
 fn json_value(field: &str, text: &str) -> Result<Value, Status> {
     if text.trim().is_empty() {
@@ -106,7 +129,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
-        let requested = self.admit(&request, false)?;
+        let requested = self.admit(&request, false, Group::Execute)?;
         let deadline = Deadline::of(&request);
         let svc = &self.service;
         let call = request.get_ref();
@@ -115,7 +138,13 @@ impl OrdoService for Ordo {
             .tenant(&catalog, requested.as_deref())
             .map_err(status_of)?;
         let entry = svc.get(tenant, &call.ruleset_name).map_err(status_of)?;
-        svc.admit(tenant).map_err(status_of)?;
+        let caller = Caller {
+            ip: client_ip(svc, &request),
+            headers: request.metadata(),
+        };
+        let _permit = svc
+            .admit_execution(tenant, entry, &caller)
+            .map_err(status_of)?;
         let input = json_value("input_json", &call.input_json)?;
         let done = svc
             .execute_by(tenant, entry, &input, call.include_trace, deadline)
@@ -137,16 +166,25 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::BatchExecuteRequest>,
     ) -> Result<Response<pb::BatchExecuteResponse>, Status> {
-        let requested = self.admit(&request, false)?;
+        let requested = self.admit(&request, false, Group::Execute)?;
         let deadline = Deadline::of(&request);
         let svc = self.service.clone();
-        let call = request.into_inner();
         let tenant = self.view(requested.as_deref())?;
         let entry = svc
-            .get(&tenant, &call.ruleset_name)
+            .get(&tenant, &request.get_ref().ruleset_name)
             .map_err(status_of)?
             .clone();
-        svc.admit(&tenant).map_err(status_of)?;
+        let permit = svc
+            .admit_execution(
+                &tenant,
+                &entry,
+                &Caller {
+                    ip: client_ip(&svc, &request),
+                    headers: request.metadata(),
+                },
+            )
+            .map_err(status_of)?;
+        let call = request.into_inner();
         let inputs = call
             .inputs_json
             .iter()
@@ -161,11 +199,13 @@ impl OrdoService for Ordo {
             deadline,
         };
         // A batch can take milliseconds: it runs on the blocking pool.
-        let report =
-            tokio::task::spawn_blocking(move || svc.batch(&tenant, &entry, &inputs, options))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(status_of)?;
+        let report = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            svc.batch(&tenant, &entry, &inputs, options)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(status_of)?;
         let results = report
             .results
             .iter()
@@ -207,7 +247,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::GetRuleSetRequest>,
     ) -> Result<Response<pb::GetRuleSetResponse>, Status> {
-        let requested = self.admit(&request, false)?;
+        let requested = self.admit(&request, false, Group::Admin)?;
         let tenant = self.view(requested.as_deref())?;
         let stored = &self
             .service
@@ -227,7 +267,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::ListRuleSetsRequest>,
     ) -> Result<Response<pb::ListRuleSetsResponse>, Status> {
-        let requested = self.admit(&request, false)?;
+        let requested = self.admit(&request, false, Group::Admin)?;
         let call = request.get_ref();
         let tenant = self.view(requested.as_deref())?;
         let matching: Vec<_> = self
@@ -258,7 +298,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::EvalRequest>,
     ) -> Result<Response<pb::EvalResponse>, Status> {
-        self.admit(&request, false)?;
+        self.admit(&request, false, Group::Execute)?;
         let call = request.get_ref();
         let context = json_value("context_json", &call.context_json)?;
         let result = self
@@ -301,7 +341,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::PutRuleSetRequest>,
     ) -> Result<Response<pb::PutRuleSetResponse>, Status> {
-        let requested = self.admit(&request, true)?;
+        let requested = self.admit(&request, true, Group::Admin)?;
         let tenant = self.tenant_id(requested.as_deref())?;
         let text = &request.get_ref().ruleset_json;
         let ruleset = if text.trim_start().starts_with('{') {
@@ -332,7 +372,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::DeleteRuleSetRequest>,
     ) -> Result<Response<pb::DeleteRuleSetResponse>, Status> {
-        let requested = self.admit(&request, true)?;
+        let requested = self.admit(&request, true, Group::Admin)?;
         let name = request.into_inner().name;
         check_name(&name)?;
         let tenant = self.tenant_id(requested.as_deref())?;
@@ -348,7 +388,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::ListVersionsRequest>,
     ) -> Result<Response<pb::ListVersionsResponse>, Status> {
-        let requested = self.admit(&request, false)?;
+        let requested = self.admit(&request, false, Group::Admin)?;
         let name = request.into_inner().name;
         check_name(&name)?;
         let tenant = self.view(requested.as_deref())?;
@@ -377,7 +417,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::RollbackResponse>, Status> {
-        let requested = self.admit(&request, true)?;
+        let requested = self.admit(&request, true, Group::Admin)?;
         let call = request.into_inner();
         check_name(&call.name)?;
         let tenant = self.tenant_id(requested.as_deref())?;
@@ -398,7 +438,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
-        self.admit(&request, false)?;
+        self.admit(&request, false, Group::Admin)?;
         let tenants = self
             .service
             .list_tenants()
@@ -412,7 +452,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        self.admit(&request, false)?;
+        self.admit(&request, false, Group::Admin)?;
         let tenant = self
             .service
             .get_tenant(&request.get_ref().id)
@@ -426,7 +466,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::PutTenantRequest>,
     ) -> Result<Response<pb::Tenant>, Status> {
-        self.admit(&request, true)?;
+        self.admit(&request, true, Group::Admin)?;
         let config: TenantConfig = serde_json::from_str(&request.get_ref().tenant_json)
             .map_err(|e| Status::invalid_argument(format!("tenant_json: {e}")))?;
         self.service
@@ -443,7 +483,7 @@ impl OrdoService for Ordo {
         &self,
         request: Request<pb::DeleteTenantRequest>,
     ) -> Result<Response<pb::DeleteTenantResponse>, Status> {
-        self.admit(&request, true)?;
+        self.admit(&request, true, Group::Admin)?;
         let seq = self
             .service
             .delete_tenant(request.into_inner().id)

@@ -12,9 +12,10 @@ use ordo_core::Value;
 use serde::Deserialize;
 
 use super::body::{self, Accept};
-use super::{AppState, json, requested_tenant};
+use super::{AppState, ClientIp, json, requested_tenant};
 use crate::http::ApiError;
 use crate::service::{BatchOptions, Service, TestCase};
+use crate::traffic::{Caller, Permit};
 
 #[derive(Deserialize)]
 struct ExecuteRequest {
@@ -25,25 +26,45 @@ struct ExecuteRequest {
 }
 
 /// Admission before the body is read, so a rejected request costs no body read: the
-/// tenant must exist and be enabled, the ruleset (when named) must exist, and the
-/// tenant's rate limit must allow the request. Then the JSON body.
+/// tenant must exist and be enabled, the ruleset (when named) must exist here, and the
+/// rate limits and execution bounds must let the request in. Then the JSON body. The
+/// permit counts the request as running until it is dropped: a client slow to send
+/// its body holds its slot.
 async fn admit_then_read(
     svc: &Service,
     parts: &Parts,
     body: Body,
     ruleset: Option<&str>,
-) -> Result<Bytes, ApiError> {
-    {
+) -> Result<(Option<Permit>, Bytes), ApiError> {
+    let permit = {
         let catalog = svc.catalog();
         let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
-        if let Some(name) = ruleset {
-            svc.get(tenant, name)?;
+        match ruleset {
+            Some(name) => {
+                let entry = svc.get(tenant, name)?;
+                let caller = Caller {
+                    ip: client_ip(parts),
+                    headers: &parts.headers,
+                };
+                Some(svc.admit_execution(tenant, entry, &caller)?)
+            }
+            None => {
+                svc.admit(tenant)?;
+                None
+            }
         }
-        svc.admit(tenant)?;
-    }
+    };
     let limit = svc.config().max_body_bytes();
     let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
-    Ok(bytes)
+    Ok((permit, bytes))
+}
+
+/// The client address the API gate found.
+fn client_ip(parts: &Parts) -> std::net::IpAddr {
+    parts
+        .extensions
+        .get::<ClientIp>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0)
 }
 
 pub async fn execute(
@@ -54,7 +75,7 @@ pub async fn execute(
     let Path(name) = name?;
     let (parts, body) = req.into_parts();
     let svc = &state.service;
-    let bytes = admit_then_read(svc, &parts, body, Some(&name)).await?;
+    let (_permit, bytes) = admit_then_read(svc, &parts, body, Some(&name)).await?;
     let request: ExecuteRequest = body::parse_json(&bytes)?;
     // The snapshot is taken again after the body is read, so the execution runs on the
     // newest rules; nothing is held across the await above.
@@ -125,7 +146,7 @@ pub async fn batch(
     let Path(name) = name?;
     let (parts, body) = req.into_parts();
     let svc = state.service.clone();
-    let bytes = admit_then_read(&svc, &parts, body, Some(&name)).await?;
+    let (_permit, bytes) = admit_then_read(&svc, &parts, body, Some(&name)).await?;
     let request: BatchRequest = body::parse_json(&bytes)?;
     let catalog = svc.catalog_full();
     let tenant = svc
@@ -155,7 +176,7 @@ pub async fn test(
     let Path(name) = name?;
     let (parts, body) = req.into_parts();
     let svc = &state.service;
-    let bytes = admit_then_read(svc, &parts, body, Some(&name)).await?;
+    let (_permit, bytes) = admit_then_read(svc, &parts, body, Some(&name)).await?;
     let request: TestRequest = body::parse_json(&bytes)?;
     let catalog = svc.catalog();
     let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
@@ -175,7 +196,7 @@ struct EvalRequest {
 pub async fn eval(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let svc = &state.service;
-    let bytes = admit_then_read(svc, &parts, body, None).await?;
+    let (_permit, bytes) = admit_then_read(svc, &parts, body, None).await?;
     let request: EvalRequest = body::parse_json(&bytes)?;
     let result = svc.eval(&request.expression, &request.context)?;
     Ok(json(StatusCode::OK, &result))

@@ -271,11 +271,50 @@ async fn with_timeout(State(state): State<AppState>, req: Request, next: Next) -
 /// Guards `/api/`: nothing is served before the commit log is attached (an empty
 /// catalog would answer "not found" for rulesets that exist), an API token is required
 /// when any is configured, and a reader refuses writes.
-async fn api_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn api_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let ip = client_ip(&state.service, &req);
+    req.extensions_mut().insert(ClientIp(ip));
+    let group = if is_execution(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    ) {
+        crate::traffic::Group::Execute
+    } else {
+        crate::traffic::Group::Admin
+    };
+    // Before the token check: guessing tokens is rate limited too.
+    if let Err(e) = state.service.traffic().check_platform(group, ip) {
+        return ApiError::from(e).into_response();
+    }
     match refusal(&state, &req) {
         Some(response) => response,
         None => next.run(req).await,
     }
+}
+
+/// The client's address, as the rate limits key it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// The client of `req`: its socket's peer, or what a trusted proxy forwarded.
+fn client_ip(svc: &Service, req: &Request) -> std::net::IpAddr {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    svc.traffic().client_ip(peer, forwarded)
+}
+
+/// Routes in the execute group of the platform limits; the rest of `/api/` is admin.
+fn is_execution(route: Option<&str>) -> bool {
+    route.is_some_and(|r| {
+        r.starts_with("/api/v1/execute/") || r == "/api/v1/eval" || r.ends_with("/test")
+    })
 }
 
 /// Why `/api/` turns a request away, if it does (one look at the configuration).

@@ -71,6 +71,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Gauges read when scraped rather than kept up to date on every request.
+    metrics::gauge!("ordo_executions_in_flight").set(f64::from(state.service.traffic().inflight()));
     let text = state
         .metrics
         .as_ref()

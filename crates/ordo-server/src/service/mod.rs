@@ -89,6 +89,8 @@ pub struct Service {
     /// `instance_id` from the configuration, or a random one.
     instance_id: String,
     shutting_down: AtomicBool,
+    /// Rate limits, execution bounds and the ruleset filter.
+    traffic: crate::traffic::Traffic,
     /// A commit's file could not be written (the commit itself is durable): the files
     /// lag behind the log until the next start repairs them.
     files_lagging: AtomicBool,
@@ -165,6 +167,7 @@ impl Service {
                 format!("ordo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
             }),
             projection: Projection::new(build_catalog(&config, &Default::default())),
+            traffic: crate::traffic::Traffic::new(&config),
             config: arc_swap::ArcSwap::from_pointee(config),
             location: location.clone(),
             store: OnceLock::new(),
@@ -481,8 +484,51 @@ impl Service {
         {
             self.projection.store(catalog.default_tenant(default));
         }
+        self.traffic.apply(&config);
         self.config.store(Arc::new(config));
         drop(head);
+    }
+
+    /// Rate limits, execution bounds and the ruleset filter.
+    pub fn traffic(&self) -> &crate::traffic::Traffic {
+        &self.traffic
+    }
+
+    /// The traffic controls of a catalog entry of `tenant`.
+    #[inline]
+    pub fn controls<'e>(
+        &self,
+        tenant: &TenantView,
+        entry: &'e Entry,
+    ) -> &'e Arc<crate::traffic::Controls> {
+        entry.controls(|settings| {
+            self.traffic.controls(
+                &tenant.config.id,
+                &entry.stored.name,
+                settings,
+                self.config().rate_limit.max_keys,
+            )
+        })
+    }
+
+    /// Admits one execution (or batch, or async submission) of `entry` for `caller`:
+    /// the tenant's rate limit, the ruleset's, then the instance's and the ruleset's
+    /// execution bounds. The execution counts as running while the permit lives.
+    pub fn admit_execution(
+        &self,
+        tenant: &TenantView,
+        entry: &Entry,
+        caller: &crate::traffic::Caller<'_>,
+    ) -> Result<crate::traffic::Permit> {
+        self.admit(tenant)?;
+        let controls = self.controls(tenant, entry);
+        self.traffic.admit(
+            controls,
+            &tenant.config.id,
+            &entry.stored.name,
+            caller,
+            self.config().max_concurrent_executions,
+        )
     }
 
     /// The current catalog snapshot.
@@ -525,6 +571,7 @@ impl Service {
         limiter.check().map_err(|retry_after_secs| {
             metrics::counter!("ordo_rate_limited_total", "tenant" => tenant.config.id.clone())
                 .increment(1);
+            crate::traffic::rejected("rate_limit_tenant");
             Error::RateLimited {
                 message: format!(
                     "tenant '{}' is over its rate limit of {} requests per second",

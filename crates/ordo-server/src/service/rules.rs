@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Service, run_blocking, spawn_write};
 use crate::error::{Error, Result};
-use crate::projection::{Catalog, Entry, TenantView};
+use crate::projection::{Catalog, Compiled, Entry, TenantView};
 use crate::rules_dir::Stamp;
 use crate::rules_dir::{FileProblem, canonical_json};
 use crate::store::{Change, FileCache, FileSeen, Source, StoredRuleSet, VersionInfo, content_hash};
@@ -128,8 +128,7 @@ pub fn rfc3339(ms: i64) -> String {
 pub(super) struct Prepared {
     model: RuleSet,
     stored: StoredRuleSet,
-    compiled: ordo_core::CompiledRuleSet,
-    description: String,
+    compiled: Compiled,
 }
 
 /// Checks the name, stamps the tenant and computes the canonical content and its hash:
@@ -158,16 +157,11 @@ fn stamp(tenant: &str, mut ruleset: RuleSet) -> Result<(RuleSet, StoredRuleSet)>
 }
 
 fn compile_stamped(model: RuleSet, stored: StoredRuleSet) -> Result<Prepared> {
-    let compiled = model.compile().map_err(|e| Error::InvalidRuleSet {
-        message: e.to_string(),
-        errors: e.errors,
-    })?;
-    let description = model.config.description().to_string();
+    let compiled = Compiled::of(&model)?;
     Ok(Prepared {
         model,
         stored,
         compiled,
-        description,
     })
 }
 
@@ -182,6 +176,7 @@ impl Service {
         let mut list: Vec<_> = tenant
             .rulesets
             .values()
+            .filter(|e| self.traffic.serves_all() || self.controls(tenant, e).served())
             .map(|e| {
                 let (description, step_count) = match e.compiled() {
                     Ok(c) => (c.description.clone(), c.rules.step_count()),
@@ -200,10 +195,14 @@ impl Service {
         list
     }
 
+    /// A ruleset this instance serves (`rulesets.include`/`exclude`: another is not
+    /// found here).
+    #[inline]
     pub fn get<'t>(&self, tenant: &'t TenantView, name: &str) -> Result<&'t Arc<Entry>> {
         tenant
             .rulesets
             .get(name)
+            .filter(|entry| self.traffic.serves_all() || self.controls(tenant, entry).served())
             .ok_or_else(|| Error::NotFound(format!("ruleset '{name}' not found")))
     }
 
@@ -245,7 +244,6 @@ impl Service {
             model,
             mut stored,
             compiled,
-            description,
         } = prepared;
         let catalog = self.projection.load_full();
         let tenant_id = stored.tenant.clone();
@@ -288,7 +286,7 @@ impl Service {
         // The head lock is held: this commit gets exactly the next seq.
         stored.seq = *head + 1;
         let change = Change::PutRuleSet(stored.clone());
-        let entry = Entry::new(stored, compiled, description);
+        let entry = Entry::new(stored, compiled);
         let seq = self
             .commit(head, source, change, file, |c: &Catalog, seq| {
                 c.put_ruleset(seq, entry)
@@ -553,10 +551,7 @@ impl Service {
                     continue;
                 }
                 let Prepared {
-                    mut stored,
-                    compiled,
-                    description,
-                    ..
+                    mut stored, compiled, ..
                 } = match compile_stamped(model, stored) {
                     Ok(prepared) => prepared,
                     Err(e) => {
@@ -568,7 +563,7 @@ impl Service {
                 stored.seq = seq;
                 next_cache.insert(key, seen);
                 commits.push(this.new_commit(seq, Source::File, Change::PutRuleSet(stored.clone())));
-                edit.put(Entry::new(stored, compiled, description));
+                edit.put(Entry::new(stored, compiled));
                 report.rules_loaded += 1;
                 report.imported += 1;
             }

@@ -309,3 +309,20 @@ pub fn rules_dir_with(files: &[&str]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Starts `n` executions of `name` that hold their execution slots: each sends its
+/// headers and part of its body, then waits. Dropping the streams ends them.
+pub fn hold(s: &Server, name: &str, n: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    (0..n)
+        .map(|_| {
+            let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+            let head = format!(
+                "POST /api/v1/execute/{name} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"input\":"
+            );
+            conn.write_all(head.as_bytes()).unwrap();
+            conn
+        })
+        .collect()
+}
