@@ -77,6 +77,7 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
         }
     }
+    service.start_jobs();
     // Rate limiters forget idle clients, so memory stays bounded however many there are.
     let svc = service.clone();
     tokio::spawn(async move {
@@ -141,6 +142,7 @@ pub async fn serve(
         )
         .with_graceful_shutdown(signalled(signalled_rx.clone()))
     });
+    let jobs_service = service.clone();
     let serving = async move {
         let (http, grpc) = tokio::join!(
             async move {
@@ -156,7 +158,12 @@ pub async fn serve(
                 }
             }
         );
-        http.and(grpc)
+        http.and(grpc)?;
+        // The listeners are closed; the async queue drains within what is left of the
+        // grace period (jobs still waiting stay pending and are taken back at the
+        // next start).
+        jobs_service.jobs_drained().await;
+        Ok::<(), std::io::Error>(())
     };
     // In-flight requests get `shutdown_timeout` (as configured then) once the signal came.
     let svc = service.clone();
@@ -170,7 +177,7 @@ pub async fn serve(
         result = serving => result?,
         grace = deadline => tracing::warn!(
             grace_seconds = grace.as_secs_f64(),
-            "in-flight requests did not finish within the shutdown timeout; stopping anyway"
+            "in-flight requests or async jobs did not finish within the shutdown timeout; stopping anyway"
         ),
     }
     service.close().await;

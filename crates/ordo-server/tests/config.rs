@@ -115,6 +115,16 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
             json!(["orders.legacy"]),
             "orders.legacy",
         ),
+        ("queue.workers", json!(8), "8"),
+        ("queue.buffer_size", json!(50), "50"),
+        ("queue.processing_timeout_ms", json!(1500), "1500"),
+        ("queue.max_result_size_bytes", json!(4096), "4096"),
+        ("queue.max_queue_memory_bytes", json!(8192), "8192"),
+        ("queue.dlq_retry_enabled", json!(false), "false"),
+        ("queue.dlq_max_retries", json!(9), "9"),
+        ("queue.dlq_poll_interval_secs", json!(5), "5"),
+        ("queue.trace_retention_hours", json!(1.5), "1.5"),
+        ("queue.trace_cleanup_interval_secs", json!(60), "60"),
     ]
 }
 

@@ -172,6 +172,15 @@ fn convert(text: &str, prop: &Value) -> Result<Value, String> {
             _ => Err("expected true or false".into()),
         };
     }
+    if has("number") {
+        return trimmed
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| "expected a number".into());
+    }
     if has("integer") {
         if let Ok(n) = trimmed.parse::<u64>() {
             return Ok(Value::from(n));

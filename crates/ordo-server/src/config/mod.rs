@@ -47,6 +47,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "writer_lease_ttl_secs",
     "rulesets.include",
     "rulesets.exclude",
+    "queue.workers",
+    "queue.buffer_size",
 ];
 
 /// What an instance does with writes.
@@ -195,6 +197,62 @@ pub struct Config {
     pub max_concurrent_executions: u32,
     /// Which rulesets this instance serves (executes and shows); others are 404 here.
     pub rulesets: RulesetFilter,
+    /// Async executions: the job queue, its workers and the dead-letter queue.
+    pub queue: QueueConfig,
+}
+
+/// Async executions (`POST /api/v1/execute/{name}/async`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Jobs run at once.
+    #[schemars(range(min = 1, max = 1024))]
+    pub workers: u32,
+    /// Jobs waiting to run; a submission beyond it is refused with 503 at once.
+    #[schemars(range(min = 1))]
+    pub buffer_size: u32,
+    /// Time limit of one job (a whole batch), in milliseconds.
+    #[schemars(range(min = 1))]
+    pub processing_timeout_ms: u64,
+    /// Largest result a job may produce, in bytes (as JSON); a larger one fails it.
+    #[schemars(range(min = 1024))]
+    pub max_result_size_bytes: u64,
+    /// Bytes of input the waiting jobs may hold; a submission beyond it is refused with
+    /// 503 at once.
+    #[schemars(range(min = 1024))]
+    pub max_queue_memory_bytes: u64,
+    /// Retry failed jobs from the dead-letter queue.
+    pub dlq_retry_enabled: bool,
+    /// Retries of a failed job before it is marked `exhausted`.
+    pub dlq_max_retries: u32,
+    /// How often the dead-letter queue is polled for due retries, in seconds; retry n
+    /// of a job is due `dlq_poll_interval_secs * 2^(n-1)` seconds after its failure.
+    #[schemars(range(min = 1))]
+    pub dlq_poll_interval_secs: u64,
+    /// Completed and failed jobs older than this many hours are deleted (0: kept;
+    /// fractions allowed).
+    #[schemars(range(min = 0.0))]
+    pub trace_retention_hours: f64,
+    /// How often old jobs are deleted, in seconds.
+    #[schemars(range(min = 1))]
+    pub trace_cleanup_interval_secs: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            workers: 4,
+            buffer_size: 1000,
+            processing_timeout_ms: 60_000,
+            max_result_size_bytes: 1024 * 1024,
+            max_queue_memory_bytes: 100 * 1024 * 1024,
+            dlq_retry_enabled: true,
+            dlq_max_retries: 5,
+            dlq_poll_interval_secs: 30,
+            trace_retention_hours: 72.0,
+            trace_cleanup_interval_secs: 3600,
+        }
+    }
 }
 
 /// Platform rate limits.
@@ -300,6 +358,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             max_concurrent_executions: 0,
             rulesets: RulesetFilter::default(),
+            queue: QueueConfig::default(),
         }
     }
 }

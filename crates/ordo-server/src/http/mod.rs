@@ -5,6 +5,7 @@
 mod body;
 mod error;
 mod execute;
+mod jobs;
 mod ops;
 mod rulesets;
 mod tenants;
@@ -78,6 +79,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rulesets/{name}/test", post(execute::test))
         .route("/api/v1/execute/{name}", post(execute::execute))
         .route("/api/v1/execute/{name}/batch", post(execute::batch))
+        .route("/api/v1/execute/{name}/async", post(jobs::submit))
+        .route("/api/v1/traces", get(jobs::list))
+        .route("/api/v1/traces/{id}", get(jobs::get_one))
+        .route(
+            "/api/v1/admin/dlq",
+            get(jobs::dlq_list).delete(jobs::dlq_purge),
+        )
+        .route(
+            "/api/v1/admin/dlq/{id}",
+            axum::routing::delete(jobs::dlq_purge_one),
+        )
+        .route("/api/v1/admin/dlq/{id}/replay", post(jobs::dlq_replay))
         .route("/api/v1/eval", post(execute::eval))
         .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
         .route(
@@ -122,6 +135,12 @@ async fn method_not_allowed() -> ApiError {
 const ROUTES: &[&str] = &[
     "/api/v1/execute/{name}",
     "/api/v1/execute/{name}/batch",
+    "/api/v1/execute/{name}/async",
+    "/api/v1/traces",
+    "/api/v1/traces/{id}",
+    "/api/v1/admin/dlq",
+    "/api/v1/admin/dlq/{id}",
+    "/api/v1/admin/dlq/{id}/replay",
     "/api/v1/eval",
     "/api/v1/rulesets",
     "/api/v1/rulesets/{name}",
@@ -344,9 +363,10 @@ fn refusal(state: &AppState, req: &Request) -> Option<Response> {
         }
     }
     // A reader answers every write with its 409 before the body is read, so that even
-    // a malformed write learns where the writer is. Executions, evaluations and rule
-    // tests are reads, whatever their method; so is a reload, which re-reads the
-    // instance's own sources.
+    // a malformed write learns where the writer is. Executions (async ones too),
+    // evaluations and rule tests are reads, whatever their method; so is a reload,
+    // which re-reads the instance's own sources, and so is the management of its own
+    // async jobs, which never touch the commit log.
     if config.role == Role::Reader && req.method() != axum::http::Method::GET {
         let route = req
             .extensions()
@@ -357,6 +377,10 @@ fn refusal(state: &AppState, req: &Request) -> Option<Response> {
             Some(
                 "/api/v1/execute/{name}"
                     | "/api/v1/execute/{name}/batch"
+                    | "/api/v1/execute/{name}/async"
+                    | "/api/v1/admin/dlq"
+                    | "/api/v1/admin/dlq/{id}"
+                    | "/api/v1/admin/dlq/{id}/replay"
                     | "/api/v1/eval"
                     | "/api/v1/rulesets/{name}/test"
                     | "/api/v1/admin/reload"

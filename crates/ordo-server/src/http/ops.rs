@@ -72,7 +72,24 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     // Gauges read when scraped rather than kept up to date on every request.
-    metrics::gauge!("ordo_executions_in_flight").set(f64::from(state.service.traffic().inflight()));
+    let svc = &state.service;
+    metrics::gauge!("ordo_executions_in_flight").set(f64::from(svc.traffic().inflight()));
+    let jobs = svc.jobs();
+    metrics::gauge!("ordo_queue_depth").set(jobs.depth() as f64);
+    metrics::gauge!("ordo_queue_memory_bytes").set(jobs.queued_bytes() as f64);
+    metrics::gauge!("ordo_queue_workers_busy").set(f64::from(jobs.busy()));
+    if let Ok(counts) = svc.trace_counts().await {
+        metrics::gauge!("ordo_dlq_entries", "state" => "retrying").set(counts.dlq_retrying as f64);
+        metrics::gauge!("ordo_dlq_entries", "state" => "exhausted")
+            .set(counts.dlq_exhausted as f64);
+        for (status, n) in &counts.by_status {
+            metrics::gauge!("ordo_traces", "status" => status.as_str()).set(*n as f64);
+        }
+        let age_secs = counts.oldest_pending_ms.map_or(0.0, |created| {
+            (crate::service::now_ms().saturating_sub(created)) as f64 / 1000.0
+        });
+        metrics::gauge!("ordo_trace_oldest_pending_seconds").set(age_secs);
+    }
     let text = state
         .metrics
         .as_ref()

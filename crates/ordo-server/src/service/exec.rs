@@ -240,6 +240,17 @@ impl Service {
                 inputs.len()
             )));
         }
+        self.run_batch(tenant, entry, inputs, options)
+    }
+
+    /// Runs a batch of any size (an async job's).
+    pub(super) fn run_batch(
+        &self,
+        tenant: &TenantView,
+        entry: &Entry,
+        inputs: &[Value],
+        options: BatchOptions,
+    ) -> Result<BatchReport> {
         let started = Instant::now();
         let items: Vec<(bool, serde_json::Value)> = if options.parallel && !options.stop_on_error {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -6,6 +6,7 @@
 
 mod attach;
 mod exec;
+mod jobs;
 mod replica;
 mod rules;
 mod tenants;
@@ -24,6 +25,7 @@ use crate::rules_dir::{FileChange, FileProblem, RulesDir};
 use crate::store::{Commit, Location, Source, StorageInfo, Store};
 
 pub use exec::{BatchOptions, Executed, TestCase};
+pub use jobs::{JobInput, Jobs, MAX_ASYNC_BATCH, MAX_LIST};
 pub use replica::{Rebuild, ReplicaState};
 
 /// Files as this instance last wrote them (`None`: deleted).
@@ -91,6 +93,11 @@ pub struct Service {
     shutting_down: AtomicBool,
     /// Rate limits, execution bounds and the ruleset filter.
     traffic: crate::traffic::Traffic,
+    /// The async job queue.
+    jobs: jobs::Jobs,
+    /// When this process's service was made (Unix ms): async jobs submitted before
+    /// were left by a previous run.
+    booted_ms: i64,
     /// A commit's file could not be written (the commit itself is durable): the files
     /// lag behind the log until the next start repairs them.
     files_lagging: AtomicBool,
@@ -168,6 +175,8 @@ impl Service {
             }),
             projection: Projection::new(build_catalog(&config, &Default::default())),
             traffic: crate::traffic::Traffic::new(&config),
+            jobs: jobs::Jobs::new(config.queue.buffer_size),
+            booted_ms: now_ms(),
             config: arc_swap::ArcSwap::from_pointee(config),
             location: location.clone(),
             store: OnceLock::new(),
@@ -606,6 +615,7 @@ impl Service {
 
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.jobs.stop_accepting();
     }
 
     /// Reasons the instance should not receive traffic; empty when ready.

@@ -7,6 +7,7 @@ use super::{Change, Commit, State, StoreError, StoredRuleSet, VersionInfo};
 #[derive(Default)]
 pub struct MemoryStore {
     log: Mutex<Vec<Commit>>,
+    pub(super) traces: super::traces::MemoryTraces,
 }
 
 impl MemoryStore {

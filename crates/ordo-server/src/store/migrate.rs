@@ -37,6 +37,11 @@ pub(super) const SQLITE: Embedded = &[
         "files done",
         include_str!("../../migrations/sqlite/0004_files_done.sql"),
     ),
+    (
+        5,
+        "traces",
+        include_str!("../../migrations/sqlite/0005_traces.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: Embedded = &[
@@ -49,6 +54,11 @@ pub(super) const POSTGRES: Embedded = &[
         2,
         "files done",
         include_str!("../../migrations/postgres/0002_files_done.sql"),
+    ),
+    (
+        3,
+        "traces",
+        include_str!("../../migrations/postgres/0003_traces.sql"),
     ),
 ];
 

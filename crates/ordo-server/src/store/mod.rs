@@ -6,6 +6,8 @@
 
 #[macro_use]
 mod queries;
+#[macro_use]
+pub mod traces;
 mod memory;
 mod migrate;
 mod postgres;
@@ -419,6 +421,99 @@ impl Store {
             Store::Memory(_) => Ok(()),
             Store::Sqlite(s) => s.save_file_cache(cache).await,
             Store::Postgres(s) => s.save_file_cache(cache).await,
+        }
+    }
+
+    pub async fn insert_trace(&self, t: &traces::Trace) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => {
+                s.traces.insert(t);
+                Ok(())
+            }
+            Store::Sqlite(s) => s.insert_trace(t).await,
+            Store::Postgres(s) => s.insert_trace(t).await,
+        }
+    }
+
+    pub async fn trace(&self, id: &str) -> Result<Option<traces::Trace>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.traces.get(id)),
+            Store::Sqlite(s) => s.trace(id).await,
+            Store::Postgres(s) => s.trace(id).await,
+        }
+    }
+
+    /// Traces matching `filter`, newest first.
+    pub async fn traces(
+        &self,
+        filter: &traces::TraceFilter,
+    ) -> Result<Vec<traces::Trace>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.traces.list(filter)),
+            Store::Sqlite(s) => s.traces(filter).await,
+            Store::Postgres(s) => s.traces(filter).await,
+        }
+    }
+
+    /// Marks a pending job running (and counts the attempt); false if it is not pending.
+    pub async fn start_trace(
+        &self,
+        id: &str,
+        instance: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.traces.start(id, instance, at_ms)),
+            Store::Sqlite(s) => s.start_trace(id, instance, at_ms).await,
+            Store::Postgres(s) => s.start_trace(id, instance, at_ms).await,
+        }
+    }
+
+    pub async fn finish_trace(&self, id: &str, finish: &traces::Finish) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => {
+                s.traces.finish(id, finish);
+                Ok(())
+            }
+            Store::Sqlite(s) => s.finish_trace(id, finish).await,
+            Store::Postgres(s) => s.finish_trace(id, finish).await,
+        }
+    }
+
+    /// Puts a job back to pending: any job, or with `due_by` only a retry due by then.
+    pub async fn requeue_trace(&self, id: &str, due_by: Option<i64>) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.traces.requeue(id, due_by)),
+            Store::Sqlite(s) => s.requeue_trace(id, due_by).await,
+            Store::Postgres(s) => s.requeue_trace(id, due_by).await,
+        }
+    }
+
+    pub async fn purge_dlq(
+        &self,
+        id: Option<&str>,
+        state: Option<traces::DlqState>,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.traces.purge_dlq(id, state)),
+            Store::Sqlite(s) => s.purge_dlq(id, state).await,
+            Store::Postgres(s) => s.purge_dlq(id, state).await,
+        }
+    }
+
+    pub async fn delete_finished(&self, before_ms: i64) -> Result<u64, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.traces.delete_finished(before_ms)),
+            Store::Sqlite(s) => s.delete_finished(before_ms).await,
+            Store::Postgres(s) => s.delete_finished(before_ms).await,
+        }
+    }
+
+    pub async fn trace_counts(&self) -> Result<traces::TraceCounts, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.traces.counts()),
+            Store::Sqlite(s) => s.trace_counts().await,
+            Store::Postgres(s) => s.trace_counts().await,
         }
     }
 

@@ -29,6 +29,7 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
         .map_err(|e| format!("not a usable PostgreSQL URL: {e}"))
 }
 
+trace_queries!(PgStore);
 shared_queries!(PgStore, sqlx::Postgres, true);
 
 pub struct PgStore {

@@ -14,6 +14,7 @@ use super::{
     seq_of, tenant_of,
 };
 
+trace_queries!(SqliteStore);
 shared_queries!(SqliteStore, sqlx::Sqlite, false);
 
 pub struct SqliteStore {

@@ -1,0 +1,575 @@
+//! Async executions: a bounded queue of jobs, its workers, the dead-letter queue's
+//! retries and the deletion of old traces.
+//!
+//! A job is admitted only when the queue has room for it (a slot and its bytes): the
+//! slot is reserved before its trace is written, so a full queue answers at once and
+//! leaves nothing behind. Each job's trace is in the store from `pending` to
+//! `completed` or `failed`; what the queue holds in memory is only the work.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ordo_core::Value;
+use tokio::sync::mpsc;
+
+use super::{BatchOptions, Service, now_ms};
+use crate::error::{Error, Result};
+use crate::store::traces::{DlqState, Finish, Trace, TraceFilter, TraceStatus};
+
+/// Most inputs in one async batch.
+pub const MAX_ASYNC_BATCH: usize = 100_000;
+/// Most traces a list returns.
+pub const MAX_LIST: u32 = 1000;
+
+/// What a job runs.
+#[derive(Debug)]
+pub enum JobInput {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+impl JobInput {
+    fn count(&self) -> usize {
+        match self {
+            JobInput::One(_) => 1,
+            JobInput::Many(inputs) => inputs.len(),
+        }
+    }
+
+    /// The input as stored with its trace.
+    fn to_json(&self) -> Result<String> {
+        match self {
+            JobInput::One(v) => serde_json::to_string(v),
+            JobInput::Many(vs) => serde_json::to_string(vs),
+        }
+        .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The input of a stored trace.
+    fn of_trace(trace: &Trace) -> Result<JobInput> {
+        let bad = |e: serde_json::Error| Error::Internal(format!("trace {}: {e}", trace.id));
+        Ok(if trace.batch {
+            JobInput::Many(serde_json::from_str(&trace.input).map_err(bad)?)
+        } else {
+            JobInput::One(serde_json::from_str(&trace.input).map_err(bad)?)
+        })
+    }
+}
+
+struct Job {
+    id: String,
+    tenant: String,
+    ruleset: String,
+    input: JobInput,
+    /// Bytes it counts for in the queue's memory.
+    bytes: u64,
+}
+
+/// The queue's state.
+pub struct Jobs {
+    tx: mpsc::Sender<Job>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    capacity: usize,
+    queued_bytes: AtomicU64,
+    busy: AtomicU32,
+    accepting: AtomicBool,
+}
+
+impl Jobs {
+    pub fn new(buffer_size: u32) -> Jobs {
+        let capacity = usize::try_from(buffer_size).unwrap_or(1).max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        Jobs {
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            capacity,
+            queued_bytes: AtomicU64::new(0),
+            busy: AtomicU32::new(0),
+            accepting: AtomicBool::new(true),
+        }
+    }
+
+    /// Jobs waiting to run.
+    pub fn depth(&self) -> usize {
+        self.capacity.saturating_sub(self.tx.capacity())
+    }
+
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn busy(&self) -> u32 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// No more submissions (shutdown); the queue drains.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// A slot and `bytes` of the queue's memory, or why not.
+    fn reserve(&self, bytes: u64, max_bytes: u64) -> Result<mpsc::Permit<'_, Job>> {
+        let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > max_bytes {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            crate::traffic::rejected("queue_memory");
+            return Err(Error::Overloaded(format!(
+                "the async queue holds its limit of {max_bytes} bytes of input; retry shortly"
+            )));
+        }
+        self.tx.try_reserve().map_err(|_| {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            crate::traffic::rejected("queue_full");
+            Error::Overloaded(format!(
+                "the async queue is full ({} jobs waiting); retry shortly",
+                self.capacity
+            ))
+        })
+    }
+
+    fn release(&self, bytes: u64) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+impl Service {
+    /// Submits a job for `ruleset` of `tenant`; `bytes` is what it holds in memory.
+    /// Returns its trace, `pending`.
+    pub async fn submit_async(
+        &self,
+        tenant: &str,
+        ruleset: &str,
+        input: JobInput,
+        bytes: u64,
+    ) -> Result<Trace> {
+        let jobs = &self.jobs;
+        if !jobs.accepting.load(Ordering::SeqCst) || self.is_shutting_down() {
+            return Err(Error::Unavailable(
+                "shutting down: no new async jobs are accepted".into(),
+            ));
+        }
+        if let JobInput::Many(inputs) = &input
+            && inputs.len() > MAX_ASYNC_BATCH
+        {
+            return Err(Error::BadRequest(format!(
+                "an async batch holds at most {MAX_ASYNC_BATCH} inputs, got {}",
+                inputs.len()
+            )));
+        }
+        let store = self.store()?;
+        let max_bytes = self.config().queue.max_queue_memory_bytes;
+        let slot = jobs.reserve(bytes, max_bytes)?;
+        let trace = Trace {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.to_string(),
+            ruleset: ruleset.to_string(),
+            status: TraceStatus::Pending,
+            batch: matches!(input, JobInput::Many(_)),
+            inputs: input.count() as u64,
+            input: input.to_json()?,
+            result: None,
+            error: None,
+            attempts: 0,
+            dlq: None,
+            next_retry_at_ms: None,
+            instance: self.instance_id.clone(),
+            created_at_ms: now_ms(),
+            started_at_ms: None,
+            finished_at_ms: None,
+        };
+        if let Err(e) = store.insert_trace(&trace).await {
+            jobs.release(bytes);
+            return Err(e.into());
+        }
+        slot.send(Job {
+            id: trace.id.clone(),
+            tenant: trace.tenant_id.clone(),
+            ruleset: trace.ruleset.clone(),
+            input,
+            bytes,
+        });
+        Ok(trace)
+    }
+
+    /// A trace of `tenant`.
+    pub async fn trace(&self, tenant: &str, id: &str) -> Result<Trace> {
+        self.store()?
+            .trace(id)
+            .await?
+            .filter(|t| t.tenant_id == tenant)
+            .ok_or_else(|| Error::NotFound(format!("trace '{id}' not found")))
+    }
+
+    pub async fn traces(&self, filter: &TraceFilter) -> Result<Vec<Trace>> {
+        Ok(self.store()?.traces(filter).await?)
+    }
+
+    /// Puts a dead-letter entry back in the queue, whatever its state.
+    pub async fn replay(&self, id: &str) -> Result<Trace> {
+        let store = self.store()?;
+        let trace = store
+            .trace(id)
+            .await?
+            .filter(|t| t.dlq.is_some())
+            .ok_or_else(|| Error::NotFound(format!("no dead-letter entry '{id}'")))?;
+        let input = JobInput::of_trace(&trace)?;
+        let bytes = trace.input.len() as u64;
+        let slot = self
+            .jobs
+            .reserve(bytes, self.config().queue.max_queue_memory_bytes)?;
+        if !store.requeue_trace(id, None).await? {
+            self.jobs.release(bytes);
+            return Err(Error::NotFound(format!("no dead-letter entry '{id}'")));
+        }
+        slot.send(Job {
+            id: trace.id.clone(),
+            tenant: trace.tenant_id.clone(),
+            ruleset: trace.ruleset.clone(),
+            input,
+            bytes,
+        });
+        Ok(Trace {
+            status: TraceStatus::Pending,
+            dlq: None,
+            next_retry_at_ms: None,
+            ..trace
+        })
+    }
+
+    /// Deletes dead-letter entries: one, or all (in `state`). How many went.
+    pub async fn purge_dlq(&self, id: Option<&str>, state: Option<DlqState>) -> Result<u64> {
+        let purged = self.store()?.purge_dlq(id, state).await?;
+        if let (Some(id), 0) = (id, purged) {
+            return Err(Error::NotFound(format!("no dead-letter entry '{id}'")));
+        }
+        Ok(purged)
+    }
+
+    /// Starts the workers, the dead-letter poller and the trace cleaner, after taking
+    /// back the jobs a previous run of this instance left unfinished.
+    pub fn start_jobs(self: &Arc<Self>) {
+        let workers = self.config().queue.workers.max(1);
+        for _ in 0..workers {
+            let svc = self.clone();
+            tokio::spawn(async move { svc.work().await });
+        }
+        let svc = self.clone();
+        tokio::spawn(async move {
+            // Nothing can be recovered or retried before the store is attached.
+            while !svc.is_attached() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            svc.recover_jobs().await;
+            svc.run_upkeep().await;
+        });
+    }
+
+    /// The dead-letter poller and the trace cleaner.
+    async fn run_upkeep(self: Arc<Self>) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let every = svc.config().queue.dlq_poll_interval_secs.max(1);
+                tokio::time::sleep(Duration::from_secs(every)).await;
+                if let Err(e) = svc.retry_due().await {
+                    tracing::warn!(error = %e, "dead-letter retries postponed");
+                }
+            }
+        });
+        let svc = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let every = svc.config().queue.trace_cleanup_interval_secs.max(1);
+                tokio::time::sleep(Duration::from_secs(every)).await;
+                if let Err(e) = svc.clean_traces().await {
+                    tracing::warn!(error = %e, "old traces not deleted");
+                }
+            }
+        });
+    }
+
+    /// Takes back the jobs a previous run left unfinished: a pending one is queued
+    /// again; a running one was interrupted, which counts as a failed attempt (retried like any failure). On
+    /// SQLite and in memory every such job is this instance's; on PostgreSQL only those
+    /// it submitted itself (a stable `instance_id` keeps them across restarts).
+    async fn recover_jobs(&self) {
+        let Ok(store) = self.store() else { return };
+        let mine_only = matches!(store, crate::store::Store::Postgres(_));
+        for status in [TraceStatus::Running, TraceStatus::Pending] {
+            let filter = TraceFilter {
+                status: Some(status),
+                limit: u32::MAX,
+                ..TraceFilter::default()
+            };
+            let found = match store.traces(&filter).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unfinished async jobs not recovered");
+                    return;
+                }
+            };
+            // Only jobs submitted before this process started: the API may already be
+            // taking new ones, which are not left over.
+            for trace in found.into_iter().filter(|t| {
+                t.created_at_ms < self.booted_ms && (!mine_only || t.instance == self.instance_id)
+            }) {
+                let outcome = match status {
+                    TraceStatus::Running => {
+                        let failed = self.failure(
+                            &trace,
+                            "interrupted: the instance stopped while running it".into(),
+                        );
+                        store
+                            .finish_trace(&trace.id, &failed)
+                            .await
+                            .map(|()| "interrupted")
+                    }
+                    _ => match self.enqueue_stored(&trace) {
+                        Ok(()) => Ok("queued again"),
+                        Err(e) => {
+                            tracing::warn!(trace_id = %trace.id, error = %e, "pending job not queued again");
+                            continue;
+                        }
+                    },
+                };
+                match outcome {
+                    Ok(what) => {
+                        tracing::info!(trace_id = %trace.id, outcome = what, "unfinished async job recovered")
+                    }
+                    Err(e) => {
+                        tracing::warn!(trace_id = %trace.id, error = %e, "unfinished async job not recovered")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a stored pending job (recovery, a due retry).
+    fn enqueue_stored(&self, trace: &Trace) -> Result<()> {
+        let input = JobInput::of_trace(trace)?;
+        let bytes = trace.input.len() as u64;
+        let slot = self
+            .jobs
+            .reserve(bytes, self.config().queue.max_queue_memory_bytes)?;
+        slot.send(Job {
+            id: trace.id.clone(),
+            tenant: trace.tenant_id.clone(),
+            ruleset: trace.ruleset.clone(),
+            input,
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// One worker: takes jobs until the queue closes.
+    async fn work(self: Arc<Self>) {
+        loop {
+            let job = {
+                let mut rx = self.jobs.rx.lock().await;
+                rx.recv().await
+            };
+            let Some(job) = job else { return };
+            self.jobs.release(job.bytes);
+            self.jobs.busy.fetch_add(1, Ordering::AcqRel);
+            let id = job.id.clone();
+            if let Err(e) = self.clone().run_job(job).await {
+                tracing::error!(trace_id = %id, error = %e, "async job not recorded");
+            }
+            self.jobs.busy.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    async fn run_job(self: Arc<Self>, job: Job) -> Result<()> {
+        let store = self.store()?;
+        if !store
+            .start_trace(&job.id, &self.instance_id, now_ms())
+            .await?
+        {
+            // Purged, or taken by another instance meanwhile.
+            return Ok(());
+        }
+        let queue = self.config().queue.clone();
+        let deadline = Instant::now() + Duration::from_millis(queue.processing_timeout_ms);
+        let svc = self.clone();
+        let (tenant, ruleset) = (job.tenant.clone(), job.ruleset.clone());
+        let ran = tokio::task::spawn_blocking(move || {
+            svc.run_input(&tenant, &ruleset, &job.input, deadline)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let trace = store
+            .trace(&job.id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("trace '{}' not found", job.id)))?;
+        let finish = match ran {
+            Ok(result) if result.len() as u64 > queue.max_result_size_bytes => self.failure(
+                &trace,
+                format!(
+                    "the result is {} bytes, over max_result_size_bytes ({})",
+                    result.len(),
+                    queue.max_result_size_bytes
+                ),
+            ),
+            Ok(result) => Finish {
+                status: TraceStatus::Completed,
+                result: Some(result),
+                error: None,
+                dlq: None,
+                next_retry_at_ms: None,
+                at_ms: now_ms(),
+            },
+            Err(e) => self.failure(&trace, e.to_string()),
+        };
+        metrics::counter!("ordo_async_jobs_total", "status" => finish.status.as_str()).increment(1);
+        store.finish_trace(&job.id, &finish).await?;
+        Ok(())
+    }
+
+    /// Runs a job's input on the current catalog: its result as JSON text.
+    fn run_input(
+        &self,
+        tenant: &str,
+        ruleset: &str,
+        input: &JobInput,
+        deadline: Instant,
+    ) -> Result<String> {
+        let catalog = self.catalog_full();
+        let view = self.tenant(&catalog, Some(tenant))?;
+        let entry = self.get(view, ruleset)?;
+        let json = match input {
+            JobInput::One(input) => {
+                let done = self.execute_by(view, entry, input, false, Some(deadline));
+                let done = done.map_err(|e| match e {
+                    Error::DeadlineExceeded(_) => timeout_error(),
+                    Error::Execution(e) if e.code() == "TIMEOUT" => timeout_error(),
+                    other => other,
+                })?;
+                serde_json::to_string(&done)
+            }
+            JobInput::Many(inputs) => {
+                let options = BatchOptions {
+                    parallel: true,
+                    deadline: Some(deadline),
+                    ..BatchOptions::default()
+                };
+                let report = self
+                    .run_batch(view, entry, inputs, options)
+                    .map_err(|e| match e {
+                        Error::DeadlineExceeded(_) => timeout_error(),
+                        other => other,
+                    })?;
+                serde_json::to_string(&report)
+            }
+        };
+        json.map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// How a failed run ends: into the dead-letter queue, retrying while retries
+    /// remain (retry n due `dlq_poll_interval_secs * 2^(n-1)` after the failure), then
+    /// exhausted.
+    fn failure(&self, trace: &Trace, error: String) -> Finish {
+        let queue = &self.config().queue;
+        // `attempts` counts this run; the retries done so far are the runs before it.
+        let retries_done = trace.attempts.saturating_sub(1);
+        let retry = queue.dlq_retry_enabled && retries_done < queue.dlq_max_retries;
+        let now = now_ms();
+        let delay_ms = i64::try_from(queue.dlq_poll_interval_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1i64 << retries_done.min(20));
+        Finish {
+            status: TraceStatus::Failed,
+            result: None,
+            error: Some(error),
+            dlq: Some(if retry {
+                DlqState::Retrying
+            } else {
+                DlqState::Exhausted
+            }),
+            next_retry_at_ms: retry.then(|| now.saturating_add(delay_ms)),
+            at_ms: now,
+        }
+    }
+
+    /// Queues the dead-letter entries whose retry is due.
+    async fn retry_due(&self) -> Result<()> {
+        let store = self.store()?;
+        let now = now_ms();
+        let due = store
+            .traces(&TraceFilter {
+                dlq: Some(DlqState::Retrying),
+                dlq_only: true,
+                limit: MAX_LIST,
+                ..TraceFilter::default()
+            })
+            .await?;
+        for trace in due
+            .into_iter()
+            .filter(|t| t.next_retry_at_ms.is_some_and(|n| n <= now))
+        {
+            let input = JobInput::of_trace(&trace)?;
+            let bytes = trace.input.len() as u64;
+            // Room first: a job taken out of the dead-letter queue must be queued.
+            let Ok(slot) = self
+                .jobs
+                .reserve(bytes, self.config().queue.max_queue_memory_bytes)
+            else {
+                return Ok(());
+            };
+            // Only one instance wins a due retry.
+            if !store.requeue_trace(&trace.id, Some(now)).await? {
+                self.jobs.release(bytes);
+                continue;
+            }
+            tracing::info!(trace_id = %trace.id, retry = trace.attempts, "dead-letter entry retried");
+            slot.send(Job {
+                id: trace.id,
+                tenant: trace.tenant_id,
+                ruleset: trace.ruleset,
+                input,
+                bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes completed and failed traces older than `trace_retention_hours`.
+    async fn clean_traces(&self) -> Result<()> {
+        let hours = self.config().queue.trace_retention_hours;
+        if hours <= 0.0 || !hours.is_finite() {
+            return Ok(());
+        }
+        // Saturating: a huge retention keeps everything.
+        let age_ms = (hours * 3_600_000.0) as i64;
+        let deleted = self
+            .store()?
+            .delete_finished(now_ms().saturating_sub(age_ms))
+            .await?;
+        if deleted > 0 {
+            tracing::info!(deleted, "old traces deleted");
+        }
+        Ok(())
+    }
+
+    /// Traces by state, for metrics.
+    pub async fn trace_counts(&self) -> Result<crate::store::traces::TraceCounts> {
+        Ok(self.store()?.trace_counts().await?)
+    }
+
+    /// The queue's state, for metrics.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// Waits until the queue is empty and no job runs (at shutdown, bounded by the
+    /// caller).
+    pub async fn jobs_drained(&self) {
+        while self.jobs.depth() > 0 || self.jobs.busy() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn timeout_error() -> Error {
+    Error::DeadlineExceeded("timeout: the job ran past processing_timeout_ms".into())
+}
