@@ -68,10 +68,19 @@ impl TenantConfig {
 
 /// A tenant's token bucket. Kept across catalog changes while the quota is unchanged,
 /// so rewriting a tenant or reloading rules never refills a drained bucket.
-#[derive(Debug)]
 pub struct Limiter {
     quota: (NonZeroU32, NonZeroU32),
     bucket: DefaultDirectRateLimiter,
+    /// `ordo_rate_limited_total{tenant}`, registered once rather than per refusal.
+    refused: metrics::Counter,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("quota", &self.quota)
+            .finish()
+    }
 }
 
 impl Limiter {
@@ -88,12 +97,18 @@ impl Limiter {
         }
         let (qps, burst) = quota;
         let bucket = RateLimiter::direct(Quota::per_second(qps).allow_burst(burst));
-        Some(Arc::new(Limiter { quota, bucket }))
+        let refused = metrics::counter!("ordo_rate_limited_total", "tenant" => config.id.clone());
+        Some(Arc::new(Limiter {
+            quota,
+            bucket,
+            refused,
+        }))
     }
 
     /// Takes one token, or says in how many whole seconds to retry.
     pub fn check(&self) -> Result<(), u64> {
         self.bucket.check().map_err(|not_until| {
+            self.refused.increment(1);
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
         })

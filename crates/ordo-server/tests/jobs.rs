@@ -226,6 +226,10 @@ fn the_queue_memory_limit_refuses_what_does_not_fit() {
 
 #[test]
 fn a_job_past_its_time_or_result_size_fails() {
+    time_and_size_failures();
+}
+
+fn time_and_size_failures() {
     let s = Server::start(&[
         "--queue.processing-timeout-ms",
         "100",
@@ -321,6 +325,10 @@ fn dead_letter_retries_run_exactly_dlq_max_retries_times_then_stop() {
 
 #[test]
 fn old_finished_traces_are_deleted() {
+    retention();
+}
+
+fn retention() {
     // 0.0005 h is 1.8 s.
     let s = Server::start(&[
         "--queue.trace-retention-hours",
@@ -426,6 +434,10 @@ fn interrupted_jobs_are_retried_when_retries_are_on() {
 
 #[test]
 fn at_sigterm_the_queue_drains_before_exit() {
+    drain_at_sigterm();
+}
+
+fn drain_at_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().to_str().unwrap().to_string();
     let args = [
@@ -456,5 +468,60 @@ on_postgres!(
     lifecycle,
     full_queue_leaves_no_trace,
     dlq_retries_then_exhausted,
-    crash_recovery
+    crash_recovery,
+    time_and_size_failures,
+    retention,
+    drain_at_sigterm
 );
+
+#[test]
+fn on_postgresql_any_instance_answers_for_any_trace() {
+    if !common::postgres::available("on_postgresql_any_instance_answers_for_any_trace") {
+        return;
+    }
+    let url = common::postgres::fresh_database();
+    let args = ["--database-url", url.as_str(), "--auto-migrate"];
+    let a = Server::start(&args);
+    a.wait_ready(WAIT).unwrap();
+    let b = Server::start(&args);
+    b.wait_ready(WAIT).unwrap();
+    assert_eq!(
+        a.post("/api/v1/rulesets", &ruleset("r", "1", "OK")).status,
+        201
+    );
+    let id = submitted(&a, "r", &json!({"input": {"x": 20}}));
+    finished(&a, &id);
+    let seen = trace(&b, &id);
+    assert_eq!(seen["status"], "completed", "{seen}");
+    assert_eq!(seen["result"]["output"]["size"], "big");
+    assert_eq!(traces(&b, "?status=completed").len(), 1);
+}
+
+#[test]
+fn a_client_that_goes_away_never_strands_a_job() {
+    use std::io::Write;
+    let s = Server::start(&[]);
+    s.post("/api/v1/rulesets", &ruleset("r", "1", "OK"));
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = json!({"input": {"x": 1}}).to_string();
+    // Each client sends its submission and hangs up without waiting for the answer:
+    // the server may be anywhere in it when the connection goes.
+    for _ in 0..50 {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        let request = format!(
+            "POST /api/v1/execute/r/async HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).unwrap();
+        drop(conn);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    wait_for("every written job to run", WAIT, || {
+        traces(&s, "?limit=1000")
+            .iter()
+            .all(|t| t["status"] == "completed")
+    });
+    let metrics = s.get("/metrics").text;
+    assert!(metrics.contains("ordo_queue_memory_bytes 0"), "{metrics}");
+    assert!(metrics.contains("ordo_queue_depth 0"), "{metrics}");
+}

@@ -116,6 +116,10 @@ fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
 
 #[test]
 fn a_rulesets_limit_keys_by_key_logic_and_falls_back_to_the_client_ip() {
+    ruleset_limit_keys_by_key_logic();
+}
+
+fn ruleset_limit_keys_by_key_logic() {
     // No platform limiter: the ruleset's own limit applies all the same.
     let s = Server::start(&["--trusted-proxies", "127.0.0.1"]);
     let limited = with_config(
@@ -291,6 +295,10 @@ fn the_instance_bound_sheds_every_ruleset() {
 
 #[test]
 fn an_instance_serves_only_the_rulesets_its_filters_choose() {
+    filters_choose_rulesets();
+}
+
+fn filters_choose_rulesets() {
     let s = Server::start(&[
         "--rulesets.include",
         "orders.*,payments.*",
@@ -349,5 +357,34 @@ fn a_bad_filter_or_proxy_stops_the_start() {
 
 on_postgres!(
     drained_bucket_survives_reloads,
-    overloaded_ruleset_sheds_at_once_while_another_answers
+    overloaded_ruleset_sheds_at_once_while_another_answers,
+    ruleset_limit_keys_by_key_logic,
+    filters_choose_rulesets
 );
+
+#[test]
+fn platform_buckets_survive_a_configuration_reload_that_keeps_their_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ordo.yaml");
+    let write = |text: &str| {
+        let tmp = dir.path().join("ordo.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &config).unwrap();
+    };
+    let limits = "rate_limit:\n  enabled: true\n  default_rps: 1\n  default_burst: 3\n";
+    write(&format!("{limits}request_timeout_ms: 30000\n"));
+    let s = Server::start(&["-c", config.to_str().unwrap()]);
+    s.post("/api/v1/rulesets", &ruleset("r", "1", "OK"));
+    assert_eq!(passed(&s, "r", &[], 5), 3);
+    write(&format!("{limits}request_timeout_ms: 20000\n"));
+    common::wait_for("the reload", Duration::from_secs(10), || {
+        s.log_text().contains("configuration reloaded")
+    });
+    assert_eq!(execute_as(&s, "r", &[]), 429);
+    // A new rate is a new bucket.
+    write("rate_limit:\n  enabled: true\n  default_rps: 1\n  default_burst: 4\n");
+    common::wait_for("the second reload", Duration::from_secs(10), || {
+        s.log_text().matches("configuration reloaded").count() == 2
+    });
+    assert_eq!(passed(&s, "r", &[], 6), 4);
+}

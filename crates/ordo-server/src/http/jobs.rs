@@ -61,12 +61,12 @@ pub async fn submit(
             ));
         }
     };
-    let trace = svc
+    let id = svc
         .submit_async(&tenant_id, &name, input, bytes.len() as u64)
         .await?;
     Ok(json(
         StatusCode::ACCEPTED,
-        &j!({"trace_id": trace.id, "status": trace.status}),
+        &j!({"trace_id": id, "status": TraceStatus::Pending}),
     ))
 }
 

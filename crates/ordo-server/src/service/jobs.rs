@@ -15,7 +15,13 @@ use tokio::sync::mpsc;
 
 use super::{BatchOptions, Service, now_ms};
 use crate::error::{Error, Result};
-use crate::store::traces::{DlqState, Finish, Trace, TraceFilter, TraceStatus};
+use crate::store::traces::{DlqState, Finish, OpResult, Trace, TraceFilter, TraceOp, TraceStatus};
+
+/// Most trace writes in one transaction.
+const MAX_GROUP: usize = 512;
+
+/// How a group commit answered one of its writes.
+type Reply = tokio::sync::oneshot::Sender<std::result::Result<OpResult, (String, bool)>>;
 
 /// Most inputs in one async batch.
 pub const MAX_ASYNC_BATCH: usize = 100_000;
@@ -66,12 +72,40 @@ struct Job {
     bytes: u64,
 }
 
+/// A place in the queue: a slot and bytes of its memory, given back unless a job is
+/// sent into it. It may be moved into a task, so that a submission whose client went
+/// away still queues the job its trace promises.
+struct Reservation {
+    slot: Option<mpsc::OwnedPermit<Job>>,
+    bytes: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl Reservation {
+    fn send(mut self, job: Job) {
+        if let Some(slot) = self.slot.take() {
+            // From now on the bytes are the job's, released when a worker takes it.
+            self.bytes = 0;
+            slot.send(job);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// The queue's state.
 pub struct Jobs {
     tx: mpsc::Sender<Job>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    /// Trace writes, for the group-commit writer.
+    writes: mpsc::Sender<(TraceOp, Reply)>,
+    writes_rx: std::sync::Mutex<Option<mpsc::Receiver<(TraceOp, Reply)>>>,
     capacity: usize,
-    queued_bytes: AtomicU64,
+    queued_bytes: Arc<AtomicU64>,
     busy: AtomicU32,
     accepting: AtomicBool,
 }
@@ -80,11 +114,14 @@ impl Jobs {
     pub fn new(buffer_size: u32) -> Jobs {
         let capacity = usize::try_from(buffer_size).unwrap_or(1).max(1);
         let (tx, rx) = mpsc::channel(capacity);
+        let (writes, writes_rx) = mpsc::channel(4 * MAX_GROUP);
         Jobs {
             tx,
             rx: tokio::sync::Mutex::new(rx),
+            writes,
+            writes_rx: std::sync::Mutex::new(Some(writes_rx)),
             capacity,
-            queued_bytes: AtomicU64::new(0),
+            queued_bytes: Arc::new(AtomicU64::new(0)),
             busy: AtomicU32::new(0),
             accepting: AtomicBool::new(true),
         }
@@ -109,23 +146,33 @@ impl Jobs {
     }
 
     /// A slot and `bytes` of the queue's memory, or why not.
-    fn reserve(&self, bytes: u64, max_bytes: u64) -> Result<mpsc::Permit<'_, Job>> {
+    fn reserve(&self, bytes: u64, max_bytes: u64) -> Result<Reservation> {
         let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        // Gives the bytes back if no slot is found.
+        let mut reservation = Reservation {
+            slot: None,
+            bytes,
+            counter: self.queued_bytes.clone(),
+        };
         if before.saturating_add(bytes) > max_bytes {
-            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             crate::traffic::rejected("queue_memory");
             return Err(Error::Overloaded(format!(
                 "the async queue holds its limit of {max_bytes} bytes of input; retry shortly"
             )));
         }
-        self.tx.try_reserve().map_err(|_| {
-            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            crate::traffic::rejected("queue_full");
-            Error::Overloaded(format!(
-                "the async queue is full ({} jobs waiting); retry shortly",
-                self.capacity
-            ))
-        })
+        match self.tx.clone().try_reserve_owned() {
+            Ok(slot) => {
+                reservation.slot = Some(slot);
+                Ok(reservation)
+            }
+            Err(_) => {
+                crate::traffic::rejected("queue_full");
+                Err(Error::Overloaded(format!(
+                    "the async queue is full ({} jobs waiting); retry shortly",
+                    self.capacity
+                )))
+            }
+        }
     }
 
     fn release(&self, bytes: u64) {
@@ -135,14 +182,14 @@ impl Jobs {
 
 impl Service {
     /// Submits a job for `ruleset` of `tenant`; `bytes` is what it holds in memory.
-    /// Returns its trace, `pending`.
+    /// Returns its trace id; the trace is `pending` and durable.
     pub async fn submit_async(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         ruleset: &str,
         input: JobInput,
         bytes: u64,
-    ) -> Result<Trace> {
+    ) -> Result<String> {
         let jobs = &self.jobs;
         if !jobs.accepting.load(Ordering::SeqCst) || self.is_shutting_down() {
             return Err(Error::Unavailable(
@@ -157,7 +204,7 @@ impl Service {
                 inputs.len()
             )));
         }
-        let store = self.store()?;
+        self.store()?;
         let max_bytes = self.config().queue.max_queue_memory_bytes;
         let slot = jobs.reserve(bytes, max_bytes)?;
         let trace = Trace {
@@ -178,18 +225,70 @@ impl Service {
             started_at_ms: None,
             finished_at_ms: None,
         };
-        if let Err(e) = store.insert_trace(&trace).await {
-            jobs.release(bytes);
-            return Err(e.into());
-        }
-        slot.send(Job {
-            id: trace.id.clone(),
-            tenant: trace.tenant_id.clone(),
-            ruleset: trace.ruleset.clone(),
+        let id = trace.id.clone();
+        let job = Job {
+            id: id.clone(),
+            tenant: tenant.to_string(),
+            ruleset: ruleset.to_string(),
             input,
             bytes,
-        });
-        Ok(trace)
+        };
+        // Once the trace is written its job must be queued, even if the client goes
+        // away meanwhile (which drops this future): both happen in a task of their own.
+        let svc = self.clone();
+        tokio::spawn(async move {
+            svc.write_trace(TraceOp::Insert(Box::new(trace))).await?;
+            slot.send(job);
+            Ok::<(), Error>(())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        Ok(id)
+    }
+
+    /// One trace write, committed with whatever others are waiting (one sync to disk
+    /// for all of them).
+    async fn write_trace(&self, op: TraceOp) -> Result<OpResult> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let stopped = || Error::Unavailable("the trace writer has stopped".into());
+        self.jobs
+            .writes
+            .send((op, reply))
+            .await
+            .map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())? {
+            Ok(result) => Ok(result),
+            Err((message, true)) => Err(Error::Unavailable(message)),
+            Err((message, false)) => Err(Error::Internal(message)),
+        }
+    }
+
+    /// The group-commit writer: takes every trace write waiting, applies them in one
+    /// transaction, answers each.
+    async fn write_traces(self: Arc<Self>, mut rx: mpsc::Receiver<(TraceOp, Reply)>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+            let (ops, replies): (Vec<TraceOp>, Vec<Reply>) = group.drain(..).unzip();
+            let applied = match self.store() {
+                Ok(store) => store
+                    .apply_trace_ops(&ops)
+                    .await
+                    .map_err(|e| (e.to_string(), e.is_unreachable())),
+                Err(e) => Err((e.to_string(), true)),
+            };
+            match applied {
+                Ok(results) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
     }
 
     /// A trace of `tenant`.
@@ -206,7 +305,7 @@ impl Service {
     }
 
     /// Puts a dead-letter entry back in the queue, whatever its state.
-    pub async fn replay(&self, id: &str) -> Result<Trace> {
+    pub async fn replay(self: &Arc<Self>, id: &str) -> Result<Trace> {
         let store = self.store()?;
         let trace = store
             .trace(id)
@@ -218,17 +317,27 @@ impl Service {
         let slot = self
             .jobs
             .reserve(bytes, self.config().queue.max_queue_memory_bytes)?;
-        if !store.requeue_trace(id, None).await? {
-            self.jobs.release(bytes);
-            return Err(Error::NotFound(format!("no dead-letter entry '{id}'")));
-        }
-        slot.send(Job {
+        let job = Job {
             id: trace.id.clone(),
             tenant: trace.tenant_id.clone(),
             ruleset: trace.ruleset.clone(),
             input,
             bytes,
-        });
+        };
+        // As for a submission: requeued means queued, whatever the client does.
+        let svc = self.clone();
+        let requeued = tokio::spawn(async move {
+            let requeued = svc.store()?.requeue_trace(&job.id, None).await?;
+            if requeued {
+                slot.send(job);
+            }
+            Ok::<bool, Error>(requeued)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        if !requeued {
+            return Err(Error::NotFound(format!("no dead-letter entry '{id}'")));
+        }
         Ok(Trace {
             status: TraceStatus::Pending,
             dlq: None,
@@ -249,6 +358,16 @@ impl Service {
     /// Starts the workers, the dead-letter poller and the trace cleaner, after taking
     /// back the jobs a previous run of this instance left unfinished.
     pub fn start_jobs(self: &Arc<Self>) {
+        let writes = self
+            .jobs
+            .writes_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(rx) = writes {
+            let svc = self.clone();
+            tokio::spawn(async move { svc.write_traces(rx).await });
+        }
         let workers = self.config().queue.workers.max(1);
         for _ in 0..workers {
             let svc = self.clone();
@@ -317,13 +436,16 @@ impl Service {
                 let outcome = match status {
                     TraceStatus::Running => {
                         let failed = self.failure(
-                            &trace,
+                            trace.attempts,
                             "interrupted: the instance stopped while running it".into(),
                         );
                         store
-                            .finish_trace(&trace.id, &failed)
+                            .apply_trace_ops(&[TraceOp::Finish {
+                                id: trace.id.clone(),
+                                finish: failed,
+                            }])
                             .await
-                            .map(|()| "interrupted")
+                            .map(|_| "interrupted")
                     }
                     _ => match self.enqueue_stored(&trace) {
                         Ok(()) => Ok("queued again"),
@@ -381,30 +503,29 @@ impl Service {
     }
 
     async fn run_job(self: Arc<Self>, job: Job) -> Result<()> {
-        let store = self.store()?;
-        if !store
-            .start_trace(&job.id, &self.instance_id, now_ms())
-            .await?
-        {
+        let started = self
+            .write_trace(TraceOp::Start {
+                id: job.id.clone(),
+                instance: self.instance_id.clone(),
+                at_ms: now_ms(),
+            })
+            .await?;
+        let Some(attempts) = started else {
             // Purged, or taken by another instance meanwhile.
             return Ok(());
-        }
+        };
         let queue = self.config().queue.clone();
         let deadline = Instant::now() + Duration::from_millis(queue.processing_timeout_ms);
         let svc = self.clone();
         let (tenant, ruleset) = (job.tenant.clone(), job.ruleset.clone());
-        let ran = tokio::task::spawn_blocking(move || {
-            svc.run_input(&tenant, &ruleset, &job.input, deadline)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        let trace = store
-            .trace(&job.id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("trace '{}' not found", job.id)))?;
+        let input = job.input;
+        let ran =
+            tokio::task::spawn_blocking(move || svc.run_input(&tenant, &ruleset, &input, deadline))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?;
         let finish = match ran {
             Ok(result) if result.len() as u64 > queue.max_result_size_bytes => self.failure(
-                &trace,
+                attempts,
                 format!(
                     "the result is {} bytes, over max_result_size_bytes ({})",
                     result.len(),
@@ -419,10 +540,11 @@ impl Service {
                 next_retry_at_ms: None,
                 at_ms: now_ms(),
             },
-            Err(e) => self.failure(&trace, e.to_string()),
+            Err(e) => self.failure(attempts, e.to_string()),
         };
         metrics::counter!("ordo_async_jobs_total", "status" => finish.status.as_str()).increment(1);
-        store.finish_trace(&job.id, &finish).await?;
+        self.write_trace(TraceOp::Finish { id: job.id, finish })
+            .await?;
         Ok(())
     }
 
@@ -468,10 +590,10 @@ impl Service {
     /// How a failed run ends: into the dead-letter queue, retrying while retries
     /// remain (retry n due `dlq_poll_interval_secs * 2^(n-1)` after the failure), then
     /// exhausted.
-    fn failure(&self, trace: &Trace, error: String) -> Finish {
+    fn failure(&self, attempts: u32, error: String) -> Finish {
         let queue = &self.config().queue;
         // `attempts` counts this run; the retries done so far are the runs before it.
-        let retries_done = trace.attempts.saturating_sub(1);
+        let retries_done = attempts.saturating_sub(1);
         let retry = queue.dlq_retry_enabled && retries_done < queue.dlq_max_retries;
         let now = now_ms();
         let delay_ms = i64::try_from(queue.dlq_poll_interval_secs.saturating_mul(1000))
@@ -518,7 +640,6 @@ impl Service {
             };
             // Only one instance wins a due retry.
             if !store.requeue_trace(&trace.id, Some(now)).await? {
-                self.jobs.release(bytes);
                 continue;
             }
             tracing::info!(trace_id = %trace.id, retry = trace.attempts, "dead-letter entry retried");

@@ -578,8 +578,6 @@ impl Service {
             return Ok(());
         };
         limiter.check().map_err(|retry_after_secs| {
-            metrics::counter!("ordo_rate_limited_total", "tenant" => tenant.config.id.clone())
-                .increment(1);
             crate::traffic::rejected("rate_limit_tenant");
             Error::RateLimited {
                 message: format!(

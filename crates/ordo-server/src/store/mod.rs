@@ -424,14 +424,15 @@ impl Store {
         }
     }
 
-    pub async fn insert_trace(&self, t: &traces::Trace) -> Result<(), StoreError> {
+    /// Applies trace writes in one transaction.
+    pub async fn apply_trace_ops(
+        &self,
+        ops: &[traces::TraceOp],
+    ) -> Result<Vec<traces::OpResult>, StoreError> {
         match self {
-            Store::Memory(s) => {
-                s.traces.insert(t);
-                Ok(())
-            }
-            Store::Sqlite(s) => s.insert_trace(t).await,
-            Store::Postgres(s) => s.insert_trace(t).await,
+            Store::Memory(s) => Ok(s.traces.apply(ops)),
+            Store::Sqlite(s) => s.apply_trace_ops(ops).await,
+            Store::Postgres(s) => s.apply_trace_ops(ops).await,
         }
     }
 
@@ -452,31 +453,6 @@ impl Store {
             Store::Memory(s) => Ok(s.traces.list(filter)),
             Store::Sqlite(s) => s.traces(filter).await,
             Store::Postgres(s) => s.traces(filter).await,
-        }
-    }
-
-    /// Marks a pending job running (and counts the attempt); false if it is not pending.
-    pub async fn start_trace(
-        &self,
-        id: &str,
-        instance: &str,
-        at_ms: i64,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Memory(s) => Ok(s.traces.start(id, instance, at_ms)),
-            Store::Sqlite(s) => s.start_trace(id, instance, at_ms).await,
-            Store::Postgres(s) => s.start_trace(id, instance, at_ms).await,
-        }
-    }
-
-    pub async fn finish_trace(&self, id: &str, finish: &traces::Finish) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => {
-                s.traces.finish(id, finish);
-                Ok(())
-            }
-            Store::Sqlite(s) => s.finish_trace(id, finish).await,
-            Store::Postgres(s) => s.finish_trace(id, finish).await,
         }
     }
 

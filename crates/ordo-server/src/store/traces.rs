@@ -114,6 +114,26 @@ pub struct Finish {
     pub at_ms: i64,
 }
 
+/// A write to the traces, applied with others in one transaction (a group commit).
+#[derive(Debug, Clone)]
+pub enum TraceOp {
+    Insert(Box<Trace>),
+    /// Marks a pending job running and counts the attempt.
+    Start {
+        id: String,
+        instance: String,
+        at_ms: i64,
+    },
+    Finish {
+        id: String,
+        finish: Finish,
+    },
+}
+
+/// What a [`TraceOp`] did: for a start, the job's attempts counting this one, or
+/// `None` when it was not pending (purged, or taken by another instance).
+pub type OpResult = Option<u32>;
+
 /// What a list asks for.
 #[derive(Debug, Clone, Default)]
 pub struct TraceFilter {
@@ -196,28 +216,70 @@ pub(crate) fn trace_of(row: TraceRow) -> Result<Trace, StoreError> {
 macro_rules! trace_queries {
     ($store:ty) => {
         impl $store {
-            pub async fn insert_trace(
+            /// Applies `ops` in one transaction: one sync to disk for all of them.
+            pub async fn apply_trace_ops(
                 &self,
-                t: &$crate::store::traces::Trace,
-            ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(
-                    "INSERT INTO traces (id, tenant_id, ruleset, status, batch, input, inputs,
-                     attempts, instance, created_at_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(&t.id)
-                .bind(&t.tenant_id)
-                .bind(&t.ruleset)
-                .bind(t.status.as_str())
-                .bind(i64::from(t.batch))
-                .bind(&t.input)
-                .bind(i64::try_from(t.inputs).unwrap_or(i64::MAX))
-                .bind(i64::from(t.attempts))
-                .bind(&t.instance)
-                .bind(t.created_at_ms)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                ops: &[$crate::store::traces::TraceOp],
+            ) -> Result<Vec<$crate::store::traces::OpResult>, $crate::store::StoreError> {
+                use $crate::store::traces::TraceOp;
+                let mut tx = self.pool.begin().await?;
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    results.push(match op {
+                        TraceOp::Insert(t) => {
+                            sqlx::query(
+                                "INSERT INTO traces (id, tenant_id, ruleset, status, batch, input,
+                                 inputs, attempts, instance, created_at_ms)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                            )
+                            .bind(&t.id)
+                            .bind(&t.tenant_id)
+                            .bind(&t.ruleset)
+                            .bind(t.status.as_str())
+                            .bind(i64::from(t.batch))
+                            .bind(&t.input)
+                            .bind(i64::try_from(t.inputs).unwrap_or(i64::MAX))
+                            .bind(i64::from(t.attempts))
+                            .bind(&t.instance)
+                            .bind(t.created_at_ms)
+                            .execute(&mut *tx)
+                            .await?;
+                            None
+                        }
+                        TraceOp::Start { id, instance, at_ms } => {
+                            let row: Option<(i64,)> = sqlx::query_as(
+                                "UPDATE traces SET status = 'running', instance = $2,
+                                 started_at_ms = $3, attempts = attempts + 1
+                                 WHERE id = $1 AND status = 'pending' RETURNING attempts",
+                            )
+                            .bind(id)
+                            .bind(instance)
+                            .bind(at_ms)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            row.map(|(n,)| u32::try_from(n).unwrap_or(u32::MAX))
+                        }
+                        TraceOp::Finish { id, finish: f } => {
+                            sqlx::query(
+                                "UPDATE traces SET status = $2, result = $3, error = $4, dlq = $5,
+                                 next_retry_at_ms = $6, finished_at_ms = $7
+                                 WHERE id = $1",
+                            )
+                            .bind(id)
+                            .bind(f.status.as_str())
+                            .bind(f.result.as_deref())
+                            .bind(f.error.as_deref())
+                            .bind(f.dlq.map(|d| d.as_str()))
+                            .bind(f.next_retry_at_ms)
+                            .bind(f.at_ms)
+                            .execute(&mut *tx)
+                            .await?;
+                            None
+                        }
+                    });
+                }
+                tx.commit().await?;
+                Ok(results)
             }
 
             pub async fn trace(
@@ -257,49 +319,6 @@ macro_rules! trace_queries {
                 rows.into_iter()
                     .map($crate::store::traces::trace_of)
                     .collect()
-            }
-
-            /// Marks a pending job running; false when it is not pending (another
-            /// instance took it, or it was purged).
-            pub async fn start_trace(
-                &self,
-                id: &str,
-                instance: &str,
-                at_ms: i64,
-            ) -> Result<bool, $crate::store::StoreError> {
-                let done = sqlx::query(
-                    "UPDATE traces SET status = 'running', instance = $2, started_at_ms = $3,
-                     attempts = attempts + 1
-                     WHERE id = $1 AND status = 'pending'",
-                )
-                .bind(id)
-                .bind(instance)
-                .bind(at_ms)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            pub async fn finish_trace(
-                &self,
-                id: &str,
-                f: &$crate::store::traces::Finish,
-            ) -> Result<(), $crate::store::StoreError> {
-                sqlx::query(
-                    "UPDATE traces SET status = $2, result = $3, error = $4, dlq = $5,
-                     next_retry_at_ms = $6, finished_at_ms = $7
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .bind(f.status.as_str())
-                .bind(f.result.as_deref())
-                .bind(f.error.as_deref())
-                .bind(f.dlq.map(|d| d.as_str()))
-                .bind(f.next_retry_at_ms)
-                .bind(f.at_ms)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
             }
 
             /// Puts a job back to pending (a retry, a replay, a recovery); false when
@@ -476,6 +495,28 @@ impl MemoryTraces {
                 t.finished_at_ms = Some(f.at_ms);
             }
         });
+    }
+
+    pub fn apply(&self, ops: &[TraceOp]) -> Vec<OpResult> {
+        ops.iter()
+            .map(|op| match op {
+                TraceOp::Insert(t) => {
+                    self.insert(t);
+                    None
+                }
+                TraceOp::Start {
+                    id,
+                    instance,
+                    at_ms,
+                } => self
+                    .start(id, instance, *at_ms)
+                    .then(|| self.get(id).map_or(1, |t| t.attempts)),
+                TraceOp::Finish { id, finish } => {
+                    self.finish(id, finish);
+                    None
+                }
+            })
+            .collect()
     }
 
     pub fn requeue(&self, id: &str, due_by: Option<i64>) -> bool {
