@@ -39,14 +39,16 @@ start_ordo server ${ORDO_BENCH_FLAGS:-} --rules-dir "$WORK/rules" \
   --queue.workers 2 --queue.buffer-size 100000 --queue.max-result-size-bytes 104857600 \
   --queue.max-queue-memory-bytes 1073741824 --max-body-bytes 104857600
 
-run_wrk() { # label path
-  echo "== $1: wrk -t1 -c$CONNS -d$DURATION --latency $2"
-  wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$ADDR$2" \
+run_wrk() { # label path connections
+  echo "== $1: wrk -t1 -c$3 -d$DURATION --latency $2"
+  wrk -t1 -c"$3" -d"$DURATION" --latency -s "$WORK/post.lua" "$ADDR$2" \
     | grep -E 'Latency  |50%|90%|99%|Requests/sec|Non-2xx'
 }
 
-run_wrk "served (200)" /api/v1/execute/discount
-run_wrk "rate limited (429)" /api/v1/execute/limited
+for c in "$CONNS" 8; do
+  run_wrk "served (200)" /api/v1/execute/discount "$c"
+  run_wrk "rate limited (429)" /api/v1/execute/limited "$c"
+done
 
 # Two executions of `bounded` held open (headers sent, body not), so every other one
 # is shed.
@@ -65,7 +67,9 @@ for _ in $(seq 100); do
   curl -s "$ADDR/metrics" | grep -q '^ordo_executions_in_flight 2' && break
   sleep 0.05
 done
-run_wrk "shed (503)" /api/v1/execute/bounded
+for c in "$CONNS" 8; do
+  run_wrk "shed (503)" /api/v1/execute/bounded "$c"
+done
 
 # Async submissions from $CONNS connections for 5 s, then until every job has run.
 cat >"$WORK/async.lua" <<LUA

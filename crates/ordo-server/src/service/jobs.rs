@@ -19,6 +19,9 @@ use crate::store::traces::{DlqState, Finish, OpResult, Trace, TraceFilter, Trace
 
 /// Most trace writes in one transaction.
 const MAX_GROUP: usize = 512;
+/// Jobs a worker takes at once: their starts and their ends are each written in one
+/// commit, so a queue of small jobs does not wait on two disk syncs per job.
+const TAKE: usize = 32;
 
 /// How a group commit answered one of its writes.
 type Reply = tokio::sync::oneshot::Sender<std::result::Result<OpResult, (String, bool)>>;
@@ -484,67 +487,118 @@ impl Service {
         Ok(())
     }
 
-    /// One worker: takes jobs until the queue closes.
+    /// One worker: takes jobs until the queue closes, up to [`TAKE`] at a time.
     async fn work(self: Arc<Self>) {
+        let mut taken = Vec::with_capacity(TAKE);
         loop {
-            let job = {
+            {
                 let mut rx = self.jobs.rx.lock().await;
-                rx.recv().await
-            };
-            let Some(job) = job else { return };
-            self.jobs.release(job.bytes);
+                if rx.recv_many(&mut taken, TAKE).await == 0 {
+                    return;
+                }
+            }
+            for job in &taken {
+                self.jobs.release(job.bytes);
+            }
             self.jobs.busy.fetch_add(1, Ordering::AcqRel);
-            let id = job.id.clone();
-            if let Err(e) = self.clone().run_job(job).await {
-                tracing::error!(trace_id = %id, error = %e, "async job not recorded");
+            if let Err(e) = self.clone().run_jobs(std::mem::take(&mut taken)).await {
+                tracing::error!(error = %e, "async jobs not recorded");
             }
             self.jobs.busy.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
-    async fn run_job(self: Arc<Self>, job: Job) -> Result<()> {
-        let started = self
-            .write_trace(TraceOp::Start {
+    /// Sends trace writes to the group-commit writer, then waits for each: writes
+    /// sent together are committed together.
+    async fn write_traces_together(&self, ops: Vec<TraceOp>) -> Result<Vec<OpResult>> {
+        let stopped = || Error::Unavailable("the trace writer has stopped".into());
+        let mut answers = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.jobs
+                .writes
+                .send((op, reply))
+                .await
+                .map_err(|_| stopped())?;
+            answers.push(answer);
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(match answer.await.map_err(|_| stopped())? {
+                Ok(result) => result,
+                Err((message, true)) => return Err(Error::Unavailable(message)),
+                Err((message, false)) => return Err(Error::Internal(message)),
+            });
+        }
+        Ok(results)
+    }
+
+    /// Runs jobs taken together: their starts in one commit, then each in turn (each
+    /// within `processing_timeout_ms` of its own start), then their ends in one commit.
+    async fn run_jobs(self: Arc<Self>, jobs: Vec<Job>) -> Result<()> {
+        let at_ms = now_ms();
+        let starts = jobs
+            .iter()
+            .map(|job| TraceOp::Start {
                 id: job.id.clone(),
                 instance: self.instance_id.clone(),
-                at_ms: now_ms(),
+                at_ms,
             })
-            .await?;
-        let Some(attempts) = started else {
-            // Purged, or taken by another instance meanwhile.
+            .collect();
+        let started = self.write_traces_together(starts).await?;
+        // A job not pending any more was purged, or taken by another instance.
+        let runnable: Vec<(Job, u32)> = jobs
+            .into_iter()
+            .zip(started)
+            .filter_map(|(job, attempts)| attempts.map(|a| (job, a)))
+            .collect();
+        if runnable.is_empty() {
             return Ok(());
-        };
+        }
         let queue = self.config().queue.clone();
-        let deadline = Instant::now() + Duration::from_millis(queue.processing_timeout_ms);
         let svc = self.clone();
-        let (tenant, ruleset) = (job.tenant.clone(), job.ruleset.clone());
-        let input = job.input;
-        let ran =
-            tokio::task::spawn_blocking(move || svc.run_input(&tenant, &ruleset, &input, deadline))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
-        let finish = match ran {
-            Ok(result) if result.len() as u64 > queue.max_result_size_bytes => self.failure(
-                attempts,
-                format!(
-                    "the result is {} bytes, over max_result_size_bytes ({})",
-                    result.len(),
-                    queue.max_result_size_bytes
-                ),
-            ),
-            Ok(result) => Finish {
-                status: TraceStatus::Completed,
-                result: Some(result),
-                error: None,
-                dlq: None,
-                next_retry_at_ms: None,
-                at_ms: now_ms(),
-            },
-            Err(e) => self.failure(attempts, e.to_string()),
-        };
-        metrics::counter!("ordo_async_jobs_total", "status" => finish.status.as_str()).increment(1);
-        self.write_trace(TraceOp::Finish { id: job.id, finish })
-            .await?;
+        let timeout = Duration::from_millis(queue.processing_timeout_ms);
+        let ran = tokio::task::spawn_blocking(move || {
+            runnable
+                .into_iter()
+                .map(|(job, attempts)| {
+                    let deadline = Instant::now() + timeout;
+                    let result = svc.run_input(&job.tenant, &job.ruleset, &job.input, deadline);
+                    (job.id, attempts, result)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        let finishes = ran
+            .into_iter()
+            .map(|(id, attempts, result)| {
+                let finish = match result {
+                    Ok(result) if result.len() as u64 > queue.max_result_size_bytes => self
+                        .failure(
+                            attempts,
+                            format!(
+                                "the result is {} bytes, over max_result_size_bytes ({})",
+                                result.len(),
+                                queue.max_result_size_bytes
+                            ),
+                        ),
+                    Ok(result) => Finish {
+                        status: TraceStatus::Completed,
+                        result: Some(result),
+                        error: None,
+                        dlq: None,
+                        next_retry_at_ms: None,
+                        at_ms: now_ms(),
+                    },
+                    Err(e) => self.failure(attempts, e.to_string()),
+                };
+                metrics::counter!("ordo_async_jobs_total", "status" => finish.status.as_str())
+                    .increment(1);
+                TraceOp::Finish { id, finish }
+            })
+            .collect();
+        self.write_traces_together(finishes).await?;
         Ok(())
     }
 

@@ -126,12 +126,19 @@ impl RulesetTraffic {
     }
 }
 
+/// What a ruleset's bucket is chosen by: its key rule's result, or the client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    Ip(IpAddr),
+    Key(Box<str>),
+}
+
 /// The state of one ruleset's controls, shared by its catalog entries over time.
 #[derive(Debug)]
 pub struct Controls {
     served: bool,
     settings: Option<Arc<RulesetTraffic>>,
-    limiter: Option<Arc<Keyed<String>>>,
+    limiter: Option<Arc<Keyed<RateKey>>>,
     inflight: Arc<AtomicU32>,
 }
 
@@ -378,7 +385,7 @@ impl Traffic {
                     let ip = caller.ip.to_string();
                     logic.key(&key_logic::context(&ip, tenant, ruleset, headers))
                 })
-                .map_or_else(|| format!("ip:{}", caller.ip), |k| format!("key:{k}"));
+                .map_or(RateKey::Ip(caller.ip), |k| RateKey::Key(k.into()));
             if let Err(retry_after_secs) = limiter.check(&key) {
                 rejected("rate_limit_ruleset");
                 return Err(Error::RateLimited {
@@ -426,7 +433,7 @@ impl Traffic {
         let platform = self.platform.load();
         platform.admin.evict_idle();
         platform.execute.evict_idle();
-        let limiters: Vec<Arc<Keyed<String>>> = self
+        let limiters: Vec<Arc<Keyed<RateKey>>> = self
             .controls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
