@@ -30,7 +30,7 @@ struct ExecuteRequest {
 /// rate limits and execution bounds must let the request in. Then the JSON body. The
 /// permit counts the request as running until it is dropped: a client slow to send
 /// its body holds its slot.
-async fn admit_then_read(
+pub(super) async fn admit_then_read(
     svc: &Service,
     parts: &Parts,
     body: Body,

@@ -8,12 +8,11 @@ use ordo_core::Value;
 use serde::Deserialize;
 use serde_json::json as j;
 
-use super::body::{self, Accept};
-use super::{AppState, ClientIp, json, requested_tenant};
+use super::execute::admit_then_read;
+use super::{AppState, body, json, requested_tenant};
 use crate::http::ApiError;
 use crate::service::{JobInput, MAX_LIST};
 use crate::store::traces::{DlqState, Trace, TraceFilter, TraceStatus};
-use crate::traffic::Caller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,23 +32,14 @@ pub async fn submit(
     let Path(name) = name?;
     let (parts, body) = req.into_parts();
     let svc = &state.service;
+    // Admitted like an execution; the slot is held only for the submission, as the
+    // job itself runs on a worker.
+    let (_permit, bytes) = admit_then_read(svc, &parts, body, Some(&name)).await?;
     let tenant_id = {
         let catalog = svc.catalog();
         let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
-        let entry = svc.get(tenant, &name)?;
-        let caller = Caller {
-            ip: parts
-                .extensions
-                .get::<ClientIp>()
-                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0),
-            headers: &parts.headers,
-        };
-        // Held only for the submission: the job itself runs on a worker.
-        drop(svc.admit_execution(tenant, entry, &caller)?);
         tenant.config.id.clone()
     };
-    let limit = svc.config().max_body_bytes();
-    let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;
     let request: AsyncRequest = body::parse_json(&bytes)?;
     let input = match (request.input, request.inputs) {
         (Some(input), None) => JobInput::One(input),
