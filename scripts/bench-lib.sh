@@ -29,9 +29,11 @@ start_bg() { # command...: runs it in the background, stopped on exit
 
 # start_ordo NAME ARGS...: starts the server on a free loopback port, waits until it is
 # ready, and sets ADDR (http://host:port) and PID. (Not in a subshell: PIDS must keep it.)
+# ORDO_PIN_SERVER prefixes the command (e.g. "taskset -c 0").
 start_ordo() {
   local name=$1; shift
-  start_bg "$BIN" --host 127.0.0.1 --port 0 --grpc-port 0 --log-level warn,ordo_server::server=info "$@" \
+  # shellcheck disable=SC2086 # ORDO_PIN_SERVER is a command and its arguments
+  start_bg ${ORDO_PIN_SERVER:-} "$BIN" --host 127.0.0.1 --port 0 --grpc-port 0 --log-level warn,ordo_server::server=info "$@" \
     >"$WORK/$name.log" 2>&1
   PID=${PIDS[-1]}
   ADDR=""

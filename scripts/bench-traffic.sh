@@ -10,6 +10,9 @@
 #
 #   scripts/bench-traffic.sh [duration, default 10s] [connections, default 32]
 #
+# Each refusal run reports wrk's latency, the server's CPU per 1,000 requests and the
+# server's own latency histogram for the run.
+#
 # ORDO_BENCH_FLAGS adds server flags, e.g. "--database-url postgres://... --auto-migrate".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,27 +37,30 @@ for name, extra in [
 PY
 mkdir -p "$WORK/rules"
 cp "$DATA/discount.json" "$WORK/bounded.json" "$WORK/limited.json" "$WORK/rules/"
+
+# On two cores or more, the server gets one core and one worker thread and wrk the
+# other, so the tail figures are the server's and not the scheduler's: sharing both
+# cores puts every preemption of wrk or of a worker (a few ms) into the p99.
+PIN_CLIENT=()
+THREADS=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  ORDO_PIN_SERVER="taskset -c 0"
+  PIN_CLIENT=(taskset -c 1)
+  THREADS=(--worker-threads 1)
+  echo "server pinned to CPU 0 with one worker thread, wrk to CPU 1"
+fi
+# No request time limit: the held requests below must stay held.
 # shellcheck disable=SC2086 # ORDO_BENCH_FLAGS is a list of flags
-start_ordo server ${ORDO_BENCH_FLAGS:-} --rules-dir "$WORK/rules" \
+start_ordo server ${ORDO_BENCH_FLAGS:-} "${THREADS[@]}" --rules-dir "$WORK/rules" \
+  --request-timeout-ms 0 \
   --queue.workers 2 --queue.buffer-size 100000 --queue.max-result-size-bytes 104857600 \
   --queue.max-queue-memory-bytes 1073741824 --max-body-bytes 104857600
-
-run_wrk() { # label path connections
-  echo "== $1: wrk -t1 -c$3 -d$DURATION --latency $2"
-  wrk -t1 -c"$3" -d"$DURATION" --latency -s "$WORK/post.lua" "$ADDR$2" \
-    | grep -E 'Latency  |50%|90%|99%|Requests/sec|Non-2xx'
-}
-
-for c in "$CONNS" 8; do
-  run_wrk "served (200)" /api/v1/execute/discount "$c"
-  run_wrk "rate limited (429)" /api/v1/execute/limited "$c"
-done
+SERVER_PID=$PID
+HZ=$(getconf CLK_TCK)
 
 # Two executions of `bounded` held open (headers sent, body not), so every other one
 # is shed.
-HOST=${ADDR#http://}
-for _ in 1 2; do
-  start_bg python3 - "$HOST" <<'PY'
+cat >"$WORK/hold.py" <<'PY'
 import socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
 s = socket.create_connection((host, int(port)))
@@ -62,14 +68,77 @@ s.sendall(b"POST /api/v1/execute/bounded HTTP/1.1\r\nHost: x\r\n"
           b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"input\":")
 time.sleep(3600)
 PY
+HOLDERS=()
+for _ in 1 2; do
+  start_bg python3 "$WORK/hold.py" "${ADDR#http://}"
+  HOLDERS+=("${PIDS[-1]}")
 done
-for _ in $(seq 100); do
-  curl -s "$ADDR/metrics" | grep -q '^ordo_executions_in_flight 2' && break
-  sleep 0.05
-done
-for c in "$CONNS" 8; do
+held() { curl -s "$ADDR/metrics" | grep -q '^ordo_executions_in_flight 2$'; }
+for _ in $(seq 100); do held && break; sleep 0.05; done
+held || { echo "the two held executions did not start" >&2; exit 1; }
+
+# The server-side latency histogram of the execute route (cumulative bucket counts).
+execute_histogram() {
+  curl -s "$ADDR/metrics" |
+    grep '^ordo_http_request_duration_seconds_bucket{route="/api/v1/execute/{name}",method="POST"' ||
+    true # none before the first execution
+}
+
+cat >"$WORK/report.py" <<'PY'
+import re, sys
+label, conns, out, h0, h1, ticks, hz = sys.argv[1:]
+def buckets(text):
+    return {float("inf") if le == "+Inf" else float(le): int(n)
+            for le, n in re.findall(r'le="([^"]+)"\} (\d+)', text)}
+b0, b1 = buckets(h0), buckets(h1)
+delta = {le: b1[le] - b0.get(le, 0) for le in sorted(b1)}
+total = delta.get(float("inf"), 0)
+def share(le):
+    return 100.0 * delta.get(le, 0) / total if total else 0.0
+p99 = next((le for le, n in delta.items() if total and n >= 0.99 * total), float("nan"))
+def pct(name):
+    m = re.search(rf"^\s+{name}%\s+(\S+)", out, re.M)
+    return m.group(1) if m else "?"
+rps = re.search(r"Requests/sec:\s+(\S+)", out)
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+requests = re.search(r"(\d+) requests in", out)
+n = int(requests.group(1)) if requests else 0
+cpu = int(ticks) / int(hz) * 1e6 / n if n else 0.0
+print(f"{label:<19} c{conns:<3} {float(rps.group(1)) if rps else 0:>8,.0f} req/s"
+      f"  p50 {pct(50):>8}  p99 {pct(99):>8}"
+      f"  non-2xx {int(non2xx.group(1)) if non2xx else 0:,} of {n:,}"
+      f"  | server CPU {cpu:.1f} ms per 1,000"
+      f"  | in the server: {share(0.0001):.1f}% <= 0.1 ms, {share(0.001):.2f}% <= 1 ms,"
+      f" p99 <= {p99 * 1000:g} ms")
+PY
+
+# wrk's figures, the server's CPU per 1,000 requests (what a request costs it, whatever
+# wrk takes), and the server's own latency in the run from its histogram: from the
+# request's arrival in the router to its response.
+run_wrk() { # label path connections
+  local before after hist_before out
+  hist_before=$(execute_histogram)
+  before=$(process_cpu_ticks "$SERVER_PID")
+  out=$("${PIN_CLIENT[@]}" wrk -t1 -c"$3" -d"$DURATION" --latency -s "$WORK/post.lua" "$ADDR$2")
+  after=$(process_cpu_ticks "$SERVER_PID")
+  python3 "$WORK/report.py" "$1" "$3" "$out" "$hist_before" "$(execute_histogram)" \
+    "$((after - before))" "$HZ"
+}
+
+for c in "$CONNS" 4; do
+  run_wrk "served (200)" /api/v1/execute/discount "$c"
+  run_wrk "rate limited (429)" /api/v1/execute/limited "$c"
   run_wrk "shed (503)" /api/v1/execute/bounded "$c"
 done
+
+# The async runs get a server of their own with the whole machine, as a deployment runs.
+kill "${HOLDERS[@]}" "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null || true
+ORDO_PIN_SERVER=""
+# shellcheck disable=SC2086 # ORDO_BENCH_FLAGS is a list of flags
+start_ordo async ${ORDO_BENCH_FLAGS:-} --rules-dir "$WORK/rules" \
+  --queue.workers 2 --queue.buffer-size 100000 --queue.max-result-size-bytes 104857600 \
+  --queue.max-queue-memory-bytes 1073741824 --max-body-bytes 104857600
 
 # Async submissions from $CONNS connections for 5 s, then until every job has run.
 cat >"$WORK/async.lua" <<LUA

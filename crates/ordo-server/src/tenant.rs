@@ -4,7 +4,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
@@ -109,8 +109,7 @@ impl Limiter {
     pub fn check(&self) -> Result<(), u64> {
         self.bucket.check().map_err(|not_until| {
             self.refused.increment(1);
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+            crate::traffic::retry_after_secs(not_until.wait_time_from(self.bucket.clock().now()))
         })
     }
 }

@@ -388,3 +388,67 @@ fn platform_buckets_survive_a_configuration_reload_that_keeps_their_rate() {
     });
     assert_eq!(passed(&s, "r", &[], 6), 4);
 }
+
+/// Reads one HTTP/1.1 response from `conn`: its status and lower-cased head, or `None`
+/// when the server closed the connection instead.
+fn read_response(conn: &mut std::net::TcpStream) -> Option<(u16, String)> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => data.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&data).to_ascii_lowercase();
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).ok()?;
+    Some((status, head))
+}
+
+#[test]
+fn a_refused_request_leaves_its_connection_usable() {
+    use std::io::Write;
+    let s = Server::start(&[]);
+    let limited = with_config(
+        "limited",
+        json!({"rate_limit": {"requests_per_second": 1, "burst": 1}}),
+    );
+    assert_eq!(s.post("/api/v1/rulesets", &limited).status, 201);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = r#"{"input":{"x":1}}"#;
+    let head = format!(
+        "POST /api/v1/execute/limited HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // Head and body in two writes, as many clients send them: the refusal reaches the
+    // server before the body does. Every answer comes on the one connection.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        conn.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        conn.write_all(body.as_bytes()).unwrap();
+        let (status, head) = read_response(&mut conn).expect("the connection was closed");
+        assert!(!head.contains("connection: close"), "{head}");
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 429, 429, 429]);
+
+    // A body too large to discard is not read: the refusal says it closes the
+    // connection, and does.
+    let big = "POST /api/v1/execute/limited HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500000\r\n\r\n{\"input\":";
+    conn.write_all(big.as_bytes()).unwrap();
+    let (status, head) = read_response(&mut conn).expect("no answer");
+    assert_eq!(status, 429);
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(read_response(&mut conn).is_none());
+}

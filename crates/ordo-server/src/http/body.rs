@@ -1,6 +1,8 @@
 //! Reading request bodies: content type, size limit and JSON depth, each with its own
 //! clear error, before anything is acted on.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -62,6 +64,43 @@ fn content_format(headers: &HeaderMap, accept: Accept) -> Result<Format, ApiErro
     )))
 }
 
+/// The most a refusal reads of the body it refuses, and how long it waits for it.
+const DISCARD_LIMIT: usize = 64 * 1024;
+const DISCARD_WAIT: Duration = Duration::from_millis(500);
+
+/// The body's declared length, if it declares one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads and drops the body of a request refused before its body was read. hyper
+/// closes a connection whose request body is left unread (it may still be on its
+/// way), and a keep-alive client's next request on that connection then fails for no
+/// fault of its own. A refusal is answered on a reusable connection when the body is
+/// small and arrives promptly; otherwise this says no, and the answer must carry
+/// `Connection: close`.
+pub async fn discard(headers: &HeaderMap, body: Body) -> bool {
+    if content_length(headers).is_some_and(|len| len > DISCARD_LIMIT as u64) {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(DISCARD_WAIT, axum::body::to_bytes(body, DISCARD_LIMIT)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// `error`, answered after the refused request's body is discarded.
+pub async fn refuse(headers: &HeaderMap, body: Body, error: ApiError) -> ApiError {
+    if discard(headers, body).await {
+        error
+    } else {
+        error.closing()
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes.
 pub async fn read(
     headers: &HeaderMap,
@@ -69,7 +108,10 @@ pub async fn read(
     limit: usize,
     accept: Accept,
 ) -> Result<(Format, axum::body::Bytes), ApiError> {
-    let format = content_format(headers, accept)?;
+    let format = match content_format(headers, accept) {
+        Ok(format) => format,
+        Err(e) => return Err(refuse(headers, body, e).await),
+    };
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -77,13 +119,8 @@ pub async fn read(
             format!("the request body is larger than the {limit} bytes allowed"),
         )
     };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
-        return Err(too_large());
+    if content_length(headers).is_some_and(|len| len > limit as u64) {
+        return Err(too_large().closing());
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         let inner = e.into_inner();

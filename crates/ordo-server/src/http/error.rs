@@ -18,6 +18,8 @@ pub struct ApiError {
     /// The reader's 409, whose body the deployment specification fixes:
     /// `{"error":"read_only","message":"...","writer":"..."}` (no `code`).
     read_only: bool,
+    /// Answered with `Connection: close`: the request's body was left unread.
+    close: bool,
 }
 
 /// What a reader answers to every write.
@@ -33,7 +35,14 @@ impl ApiError {
             details: Map::new(),
             retry_after_secs: None,
             read_only: false,
+            close: false,
         }
+    }
+
+    /// The same error, closing the connection after it.
+    pub fn closing(mut self) -> ApiError {
+        self.close = true;
+        self
     }
 
     /// The reader's answer to a write; `writer` is `--writer-addr`, else `unknown`.
@@ -132,17 +141,28 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
+/// The body as written: a struct rather than a built `Map`, so an error costs one
+/// serialisation and no allocation per key.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    message: &'a str,
+    #[serde(flatten)]
+    details: &'a Map<String, Value>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = Map::with_capacity(self.details.len() + 2);
-        if self.read_only {
-            body.insert("error".into(), Value::String("read_only".into()));
-        } else {
-            body.insert("code".into(), Value::String(self.code.into()));
-        }
-        body.insert("message".into(), Value::String(self.message));
-        body.extend(self.details);
-        let bytes = serde_json::to_vec(&Value::Object(body)).unwrap_or_default();
+        let body = Body {
+            error: self.read_only.then_some("read_only"),
+            code: (!self.read_only).then_some(self.code),
+            message: &self.message,
+            details: &self.details,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (
             self.status,
             [(
@@ -156,6 +176,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -36,7 +36,7 @@ pub(super) async fn admit_then_read(
     body: Body,
     ruleset: Option<&str>,
 ) -> Result<(Option<Permit>, Bytes), ApiError> {
-    let permit = {
+    let admitted = (|| {
         let catalog = svc.catalog();
         let tenant = svc.tenant(&catalog, requested_tenant(&parts.headers, &parts.uri))?;
         match ruleset {
@@ -46,13 +46,14 @@ pub(super) async fn admit_then_read(
                     ip: client_ip(parts),
                     headers: &parts.headers,
                 };
-                Some(svc.admit_execution(tenant, entry, &caller)?)
+                svc.admit_execution(tenant, entry, &caller).map(Some)
             }
-            None => {
-                svc.admit(tenant)?;
-                None
-            }
+            None => svc.admit(tenant).map(|()| None),
         }
+    })();
+    let permit = match admitted {
+        Ok(permit) => permit,
+        Err(e) => return Err(body::refuse(&parts.headers, body, e.into()).await),
     };
     let limit = svc.config().max_body_bytes();
     let (_, bytes) = body::read(&parts.headers, body, limit, Accept::Json).await?;

@@ -1,6 +1,6 @@
 //! The HTTP transport: a thin adapter that reads requests, calls the [`Service`] and
-//! writes JSON. The request path is a short stack of layers: request metrics, a request
-//! timeout and (on `/api/`) the API token check.
+//! writes JSON. The request path is two layers: one for every request (request id,
+//! time limit, metrics) and, on `/api/`, the gate (rate limits, API token, read-only).
 
 mod body;
 mod error;
@@ -113,9 +113,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     router
-        .layer(middleware::from_fn_with_state(state.clone(), with_timeout))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), front))
         .with_state(state)
 }
 
@@ -207,22 +205,6 @@ fn position(list: &[&str], item: &str) -> usize {
         .unwrap_or(list.len() - 1)
 }
 
-/// Counts requests by route template, method and status.
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(ROUTES.len() - 1, |p| position(ROUTES, p.as_str()));
-    let method = position(METHODS, req.method().as_str());
-    let response = next.run(req).await;
-    let status = position(STATUSES, response.status().as_str());
-    state
-        .request_metrics
-        .record(route, method, status, started.elapsed());
-    response
-}
-
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 static REQUEST_PREFIX: OnceLock<String> = OnceLock::new();
 
@@ -248,43 +230,56 @@ fn request_id_of(req: &Request) -> HeaderValue {
     HeaderValue::from_str(&format!("{prefix}-{n}")).unwrap_or(HeaderValue::from_static("-"))
 }
 
-/// Tags every request with an id, echoed in the response. Requests other than
-/// executions run inside a span carrying it, so every log line they cause (audit events
-/// of commits included) names the request; executions skip the span to stay cheap.
-async fn request_id(mut req: Request, next: Next) -> Response {
+/// What every request passes through, in one layer (each layer costs a clone of the
+/// service stack per request): it is tagged with an id, echoed in the response; it is
+/// bounded by the current `request_timeout_ms`; and it is counted by route template,
+/// method and status, with its duration. Requests other than executions run inside a
+/// span carrying the id, so every log line they cause (audit events of commits
+/// included) names the request; executions skip the span to stay cheap.
+async fn front(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let id = request_id_of(&req);
     // Handlers see the id as the request's own header, generated or not.
     req.headers_mut().insert("x-request-id", id.clone());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(ROUTES.len() - 1, |p| position(ROUTES, p.as_str()));
+    let method = position(METHODS, req.method().as_str());
     let is_execution = req.uri().path().starts_with("/api/v1/execute/");
-    let mut response = if is_execution {
-        next.run(req).await
-    } else {
-        let span = tracing::info_span!(
+    let span = (!is_execution).then(|| {
+        tracing::info_span!(
             "request",
             request_id = id.to_str().unwrap_or("-"),
             method = %req.method(),
             path = req.uri().path(),
-        );
-        next.run(req).instrument(span).await
+        )
+    });
+    let timeout = state.service.config().request_timeout();
+    let run = async move {
+        let Some(timeout) = timeout else {
+            return next.run(req).await;
+        };
+        match tokio::time::timeout(timeout, next.run(req)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                format!("the request took longer than {} ms", timeout.as_millis()),
+            )
+            .into_response(),
+        }
     };
+    let mut response = match span {
+        Some(span) => run.instrument(span).await,
+        None => run.await,
+    };
+    let status = position(STATUSES, response.status().as_str());
+    state
+        .request_metrics
+        .record(route, method, status, started.elapsed());
     response.headers_mut().insert("x-request-id", id);
     response
-}
-
-/// Bounds the whole request by the current `request_timeout_ms`.
-async fn with_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(timeout) = state.service.config().request_timeout() else {
-        return next.run(req).await;
-    };
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "REQUEST_TIMEOUT",
-            format!("the request took longer than {} ms", timeout.as_millis()),
-        )
-        .into_response(),
-    }
 }
 
 /// Guards `/api/`: nothing is served before the commit log is attached (an empty
@@ -303,13 +298,25 @@ async fn api_gate(State(state): State<AppState>, mut req: Request, next: Next) -
         crate::traffic::Group::Admin
     };
     // Before the token check: guessing tokens is rate limited too.
-    if let Err(e) = state.service.traffic().check_platform(group, ip) {
-        return ApiError::from(e).into_response();
-    }
-    match refusal(&state, &req) {
-        Some(response) => response,
+    let refused = match state.service.traffic().check_platform(group, ip) {
+        Err(e) => Some(ApiError::from(e).into_response()),
+        Ok(()) => refusal(&state, &req),
+    };
+    match refused {
+        Some(response) => discard_then(req, response).await,
         None => next.run(req).await,
     }
+}
+
+/// `response` to `req`, refused before its body was read: see [`body::discard`].
+async fn discard_then(req: Request, mut response: Response) -> Response {
+    let (parts, request_body) = req.into_parts();
+    if !body::discard(&parts.headers, request_body).await {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The client's address, as the rate limits key it.

@@ -4,7 +4,7 @@ use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 /// How often, in checks, a limiter looks at how many keys it holds.
@@ -54,8 +54,9 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
         {
             self.evict_idle();
         }
+        // The limiter's own clock: building a clock calibrates it, far dearer than a check.
         self.buckets.check_key(key).map_err(|not_until| {
-            retry_after_secs(not_until.wait_time_from(DefaultClock::default().now()))
+            retry_after_secs(not_until.wait_time_from(self.buckets.clock().now()))
         })
     }
 
