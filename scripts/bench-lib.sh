@@ -59,3 +59,49 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = io.open("$DATA/discount-input.json"):read("a")
 LUA
+
+# Writes $WORK/rules: the discount ruleset and two copies of it, `limited` (a rate limit
+# of one request a second, so nearly every request is refused with 429) and `bounded`
+# (at most two executions at once).
+refusal_rules() {
+  mkdir -p "$WORK/rules"
+  cp "$DATA/discount.json" "$WORK/rules/"
+  python3 - "$DATA/discount.json" "$WORK/rules" <<'PY'
+import json, sys
+rules = json.load(open(sys.argv[1]))
+for name, extra in [
+    ("bounded", {"backpressure": {"max_concurrent": 2}}),
+    ("limited", {"rate_limit": {"requests_per_second": 1, "burst": 1}}),
+]:
+    r = json.loads(json.dumps(rules))
+    r["config"]["name"] = name
+    r["config"].update(extra)
+    json.dump(r, open(f"{sys.argv[2]}/{name}.json", "w"))
+PY
+}
+
+# Holds both execution slots of `bounded` on the server at ADDR with two requests that
+# sent their headers and not their body, so every other execution of it is shed with
+# 503; sets HOLDERS (their pids). The server needs `--request-timeout-ms 0`.
+hold_bounded() {
+  cat >"$WORK/hold.py" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.sendall(b"POST /api/v1/execute/bounded HTTP/1.1\r\nHost: x\r\n"
+          b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"input\":")
+time.sleep(3600)
+PY
+  HOLDERS=()
+  for _ in 1 2; do
+    start_bg python3 "$WORK/hold.py" "${ADDR#http://}"
+    HOLDERS+=("${PIDS[-1]}")
+  done
+  local i
+  for i in $(seq 200); do
+    curl -s "$ADDR/metrics" | grep -q '^ordo_executions_in_flight 2$' && return 0
+    sleep 0.05
+  done
+  echo "the two held executions of bounded did not start" >&2
+  exit 1
+}

@@ -15,36 +15,15 @@ need_cmd valgrind valgrind
 need_cmd callgrind_control valgrind
 ordo_bin
 
-python3 - "$DATA/discount.json" "$WORK" <<'PY'
-import json, sys
-rules = json.load(open(sys.argv[1]))
-for name, extra in [
-    ("bounded", {"backpressure": {"max_concurrent": 2}}),
-    ("limited", {"rate_limit": {"requests_per_second": 1, "burst": 1}}),
-]:
-    r = json.loads(json.dumps(rules))
-    r["config"]["name"] = name
-    r["config"].update(extra)
-    json.dump(r, open(f"{sys.argv[2]}/{name}.json", "w"))
-PY
-mkdir -p "$WORK/rules" "$WORK/callgrind"
-cp "$DATA/discount.json" "$WORK/bounded.json" "$WORK/limited.json" "$WORK/rules/"
+refusal_rules
+mkdir -p "$WORK/callgrind"
 
 ORDO_PIN_SERVER="valgrind --tool=callgrind --callgrind-out-file=$WORK/callgrind/out.%p"
 start_ordo server --worker-threads 1 --request-timeout-ms 0 --rules-dir "$WORK/rules"
 ORDO_PIN_SERVER=""
 HOST=${ADDR#http://}
 
-# Two executions of `bounded` held open, so every other one is shed.
-cat >"$WORK/hold.py" <<'PY'
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-s = socket.create_connection((host, int(port)))
-s.sendall(b"POST /api/v1/execute/bounded HTTP/1.1\r\nHost: x\r\n"
-          b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"input\":")
-time.sleep(3600)
-PY
-for _ in 1 2; do start_bg python3 "$WORK/hold.py" "$HOST"; done
+hold_bounded
 
 # N requests on one keep-alive connection; prints the statuses seen.
 cat >"$WORK/client.py" <<'PY'

@@ -22,21 +22,7 @@ CONNS=${2:-32}
 need_cmd wrk wrk
 ordo_bin
 
-# The ruleset with an execution bound of 2 and a rate limit of one request a second.
-python3 - "$DATA/discount.json" "$WORK" <<'PY'
-import json, sys
-rules = json.load(open(sys.argv[1]))
-for name, extra in [
-    ("bounded", {"backpressure": {"max_concurrent": 2}}),
-    ("limited", {"rate_limit": {"requests_per_second": 1, "burst": 1}}),
-]:
-    r = json.loads(json.dumps(rules))
-    r["config"]["name"] = name
-    r["config"].update(extra)
-    json.dump(r, open(f"{sys.argv[2]}/{name}.json", "w"))
-PY
-mkdir -p "$WORK/rules"
-cp "$DATA/discount.json" "$WORK/bounded.json" "$WORK/limited.json" "$WORK/rules/"
+refusal_rules
 
 # On two cores or more, the server gets one core and one worker thread and wrk the
 # other, so the tail figures are the server's and not the scheduler's: sharing both
@@ -58,24 +44,7 @@ start_ordo server ${ORDO_BENCH_FLAGS:-} "${THREADS[@]}" --rules-dir "$WORK/rules
 SERVER_PID=$PID
 HZ=$(getconf CLK_TCK)
 
-# Two executions of `bounded` held open (headers sent, body not), so every other one
-# is shed.
-cat >"$WORK/hold.py" <<'PY'
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-s = socket.create_connection((host, int(port)))
-s.sendall(b"POST /api/v1/execute/bounded HTTP/1.1\r\nHost: x\r\n"
-          b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"input\":")
-time.sleep(3600)
-PY
-HOLDERS=()
-for _ in 1 2; do
-  start_bg python3 "$WORK/hold.py" "${ADDR#http://}"
-  HOLDERS+=("${PIDS[-1]}")
-done
-held() { curl -s "$ADDR/metrics" | grep -q '^ordo_executions_in_flight 2$'; }
-for _ in $(seq 100); do held && break; sleep 0.05; done
-held || { echo "the two held executions did not start" >&2; exit 1; }
+hold_bounded
 
 # The server-side latency histogram of the execute route (cumulative bucket counts).
 execute_histogram() {
