@@ -92,6 +92,14 @@ pub async fn discard(headers: &HeaderMap, body: Body) -> bool {
     )
 }
 
+/// Marks `response` as the last on its connection: the request's body was left unread.
+pub fn close_after(response: &mut axum::response::Response) {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+}
+
 /// `error`, answered after the refused request's body is discarded.
 pub async fn refuse(headers: &HeaderMap, body: Body, error: ApiError) -> ApiError {
     if discard(headers, body).await {

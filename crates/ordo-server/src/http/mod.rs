@@ -312,9 +312,7 @@ async fn api_gate(State(state): State<AppState>, mut req: Request, next: Next) -
 async fn discard_then(req: Request, mut response: Response) -> Response {
     let (parts, request_body) = req.into_parts();
     if !body::discard(&parts.headers, request_body).await {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        body::close_after(&mut response);
     }
     response
 }
