@@ -588,16 +588,13 @@ pub enum FileChange {
 }
 
 impl FileChange {
-    /// The change that makes `tenant/name`'s file hold `stored` (`None`: no file).
-    pub fn to_match(
-        tenant: &str,
-        name: &str,
-        stored: Option<&crate::store::StoredRuleSet>,
-    ) -> Result<FileChange, String> {
+    /// The change that makes `tenant/name`'s file hold `content`, a stored ruleset's
+    /// canonical JSON (`None`: no file).
+    pub fn to_match(tenant: &str, name: &str, content: Option<&str>) -> Result<FileChange, String> {
         let (tenant, name) = (tenant.to_string(), name.to_string());
-        Ok(match stored {
-            Some(stored) => FileChange::Put {
-                model: Box::new(RuleSet::from_json(&stored.content).map_err(|e| e.to_string())?),
+        Ok(match content {
+            Some(content) => FileChange::Put {
+                model: Box::new(RuleSet::from_json(content).map_err(|e| e.to_string())?),
                 tenant,
                 name,
             },

@@ -589,7 +589,61 @@ fn a_new_ruleset_whose_first_file_a_crash_prevented_is_kept() {
     );
 }
 
+/// After a restart the server is ready before its rulesets' contents are read back
+/// from the log (the warm-up reads and compiles them). Requests that come at once, on a
+/// single worker thread, wait for what they need and are all answered correctly: the
+/// wait never depends on the worker they hold.
+#[test]
+fn requests_right_after_a_restart_are_served_while_contents_are_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..400 {
+        let body = ruleset(&format!("r{i}"), "1.0.0", &format!("C{i}"));
+        fs::write(dir.path().join(format!("r{i}.json")), body.to_string()).unwrap();
+    }
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s).len(), 400);
+    drop(s);
+    let s = Arc::new(start(dir.path(), &["--worker-threads", "1"]));
+    let mut clients = Vec::new();
+    for i in (0..400).rev().step_by(50) {
+        let s = s.clone();
+        clients.push(std::thread::spawn(move || {
+            let r = s.post(
+                &format!("/api/v1/execute/r{i}"),
+                &json!({"input": {"x": 20}}),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(r.json()["code"], format!("C{i}"));
+            assert_eq!(r.json()["output"]["size"], "big");
+        }));
+    }
+    let reader = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let r = s.get("/api/v1/rulesets/r399");
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(r.json()["config"]["version"], "1.0.0");
+            assert_eq!(names(&s).len(), 400);
+        })
+    };
+    let writer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let r = s.post("/api/v1/rulesets", &ruleset("r0", "2.0.0", "NEW"));
+            assert_eq!(r.status, 200, "{}", r.text);
+        })
+    };
+    for t in clients.into_iter().chain([reader, writer]) {
+        t.join().unwrap();
+    }
+    let r = s.post("/api/v1/execute/r0", &json!({"input": {"x": 1}}));
+    assert_eq!(r.json()["code"], "NEW");
+    let r = s.get("/api/v1/rulesets/r0");
+    assert_eq!(r.json()["config"]["version"], "2.0.0");
+}
+
 on_postgres!(
+    requests_right_after_a_restart_are_served_while_contents_are_read_back,
     a_file_left_behind_its_commit_by_a_crash_is_written_again,
     a_new_ruleset_whose_first_file_a_crash_prevented_is_kept,
     examples_load_and_writes_survive_a_restart_as_files,
@@ -630,11 +684,15 @@ fn a_stored_ruleset_that_no_longer_compiles_is_reported_not_served() {
             let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
                 .await
                 .unwrap();
-            sqlx::query("UPDATE rulesets SET content = ? WHERE name = 'bad'")
+            for table in ["rulesets", "commits"] {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET content = ? WHERE name = 'bad'"
+                ))
                 .bind(broken.to_string())
                 .execute(&mut conn)
                 .await
                 .unwrap();
+            }
         });
     // The file and the hash column still say the content is current, so the start
     // serves the edited log rather than importing the file again.

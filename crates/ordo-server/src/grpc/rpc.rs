@@ -249,15 +249,17 @@ impl OrdoService for Ordo {
     ) -> Result<Response<pb::GetRuleSetResponse>, Status> {
         let requested = self.admit(&request, false, Group::Admin)?;
         let tenant = self.view(requested.as_deref())?;
-        let stored = &self
+        let entry = self
             .service
             .get(&tenant, &request.get_ref().name)
             .map_err(status_of)?
-            .stored;
+            .clone();
+        let content = self.service.content(&entry).await.map_err(status_of)?;
+        let stored = &entry.stored;
         Ok(Response::new(pb::GetRuleSetResponse {
             name: stored.name.clone(),
             version: stored.version.clone(),
-            ruleset_json: stored.content.to_string(),
+            ruleset_json: content.to_string(),
             hash: stored.hash.clone(),
             seq: stored.seq,
         }))

@@ -56,15 +56,17 @@ pub async fn get_one(
     let tenant = state
         .service
         .tenant(&catalog, requested_tenant(req.headers(), req.uri()))?;
-    let entry = state.service.get(tenant, &name)?;
+    let entry = state.service.get(tenant, &name)?.clone();
+    drop(catalog);
     // The stored canonical JSON is the ruleset exactly as written: served as is.
+    let content = state.service.content(&entry).await?;
     Ok((
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        entry.stored.content.to_string(),
+        content.to_string(),
     )
         .into_response())
 }

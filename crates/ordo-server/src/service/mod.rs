@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::projection::{Catalog, Entry, Projection, TenantView};
+use crate::projection::{Catalog, Delivery, Entry, LogContents, Projection, TenantView};
 use crate::rules_dir::{FileChange, FileProblem, RulesDir};
 use crate::store::{Commit, Location, Source, StorageInfo, Store};
 
@@ -173,7 +173,7 @@ impl Service {
             instance_id: config.instance_id.clone().unwrap_or_else(|| {
                 format!("ordo-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
             }),
-            projection: Projection::new(build_catalog(&config, &Default::default())),
+            projection: Projection::new(build_catalog(&config, 0, &[], [])),
             traffic: crate::traffic::Traffic::new(&config),
             jobs: jobs::Jobs::new(config.queue.buffer_size),
             booted_ms: now_ms(),
@@ -270,7 +270,21 @@ impl Service {
             }
         }
         self.files_done.store(state.seq, Ordering::SeqCst);
-        let catalog = build_catalog(&self.config(), &state);
+        let (catalog, contents) = log_catalog(&self.config(), &state);
+        // The embedded database's contents are read after readiness, by the warm-up;
+        // another store's are read now (a database across a network can fail between
+        // the two, and an entry must never wait on one that does).
+        let deferred = match store {
+            Store::Sqlite(sqlite) => Some(ReadContents {
+                path: sqlite.path().to_path_buf(),
+                seqs: state.rulesets.iter().map(|r| r.seq).collect(),
+                delivery: contents,
+            }),
+            _ => {
+                deliver(store, &state, &contents.0).await?;
+                None
+            }
+        };
         let built = t0.elapsed();
         let file_cache = store.load_file_cache().await?;
         {
@@ -313,7 +327,7 @@ impl Service {
             let this = self.clone();
             tokio::spawn(async move { this.write_tenants_file().await });
         }
-        warm_up(self.catalog_full());
+        warm_up(self.catalog_full(), deferred);
         if self.config().watch_rules
             && let Some(dir) = &self.files
         {
@@ -405,14 +419,18 @@ impl Service {
             }
             after = last;
         }
-        let current: BTreeMap<(String, String), &crate::store::StoredRuleSet> = state
+        let current: BTreeMap<(String, String), u64> = state
             .rulesets
             .iter()
-            .map(|r| ((r.tenant.clone(), r.name.clone()), r))
+            .map(|r| ((r.tenant.clone(), r.name.clone()), r.seq))
             .collect();
         for (tenant, name) in keys {
-            let stored = current.get(&(tenant.clone(), name.clone())).copied();
-            let write = match FileChange::to_match(&tenant, &name, stored) {
+            let stored = match current.get(&(tenant.clone(), name.clone())) {
+                Some(&seq) => store.version(&tenant, &name, seq).await?,
+                None => None,
+            };
+            let content = stored.as_ref().map(|s| &*s.content);
+            let write = match FileChange::to_match(&tenant, &name, content) {
                 Ok(write) => write,
                 Err(e) => {
                     tracing::error!(tenant = %tenant, ruleset = %name, error = %e, "stored ruleset unreadable; its file is left as is");
@@ -864,8 +882,10 @@ impl Service {
                 stored = state.seq,
                 "the commit log holds commits this instance did not apply; serving its state"
             );
-            self.projection.store(build_catalog(&self.config(), &state));
-            warm_up(self.catalog_full());
+            let (catalog, contents) = log_catalog(&self.config(), &state);
+            deliver(store, &state, &contents.0).await?;
+            self.projection.store(catalog);
+            warm_up(self.catalog_full(), None);
             if self.files.is_some() {
                 self.files_lagging.store(true, Ordering::SeqCst);
             }
@@ -1034,11 +1054,17 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Builds the catalog of a stored state. Nothing is compiled here: entries compile on
-/// first use or in the [`warm_up`] that follows.
-fn build_catalog(config: &Config, state: &crate::store::State) -> Catalog {
+/// Builds a catalog: the configured default tenant, the stored `tenants`, and
+/// `entries`. Nothing is compiled here: entries compile on first use or in the
+/// [`warm_up`] that follows.
+fn build_catalog(
+    config: &Config,
+    seq: u64,
+    tenants: &[crate::tenant::TenantConfig],
+    entries: impl IntoIterator<Item = Entry>,
+) -> Catalog {
     let mut catalog = Catalog {
-        seq: state.seq,
+        seq,
         ..Catalog::default()
     };
     let default = config.default_tenant_config();
@@ -1046,31 +1072,92 @@ fn build_catalog(config: &Config, state: &crate::store::State) -> Catalog {
         default.id.clone(),
         Arc::new(TenantView::new(default, None, false)),
     );
-    for tenant in &state.tenants {
+    for tenant in tenants {
         catalog.tenants.insert(
             tenant.id.clone(),
             Arc::new(TenantView::new(tenant.clone(), None, true)),
         );
     }
     let mut edit = catalog.edit();
-    for stored in &state.rulesets {
-        let entry = Arc::new(Entry::from_log(stored.clone()));
+    for entry in entries {
         if edit.tenant(&entry.stored.tenant).is_none() {
             tracing::error!(tenant = %entry.stored.tenant, "rulesets stored for a tenant that does not exist");
             continue;
         }
-        edit.put(entry);
+        edit.put(Arc::new(entry));
     }
-    edit.finish(state.seq)
+    edit.finish(seq)
 }
 
-/// Compiles every entry not compiled yet, on a thread of its own, so that the first
-/// executions after a start find their rulesets compiled.
-fn warm_up(catalog: Arc<Catalog>) {
+/// The catalog of a state read from the log, whose entries compile from contents that
+/// arrive through the returned delivery.
+fn log_catalog(config: &Config, state: &crate::store::State) -> (Catalog, Delivery) {
+    let contents = LogContents::new();
+    let entries = state
+        .rulesets
+        .iter()
+        .map(|info| Entry::from_log(info.clone(), contents.clone()));
+    let catalog = build_catalog(config, state.seq, &state.tenants, entries);
+    (catalog, Delivery(contents))
+}
+
+/// Reads the contents of `state`'s rulesets from `store` and hands them over.
+async fn deliver(
+    store: &Store,
+    state: &crate::store::State,
+    contents: &LogContents,
+) -> Result<(), crate::store::StoreError> {
+    let seqs: Vec<u64> = state.rulesets.iter().map(|r| r.seq).collect();
+    contents.arrive(store.contents(&seqs).await?);
+    contents.finish(Ok(()));
+    Ok(())
+}
+
+/// The contents the warm-up reads from the embedded database before it compiles.
+struct ReadContents {
+    path: std::path::PathBuf,
+    seqs: Vec<u64>,
+    delivery: Delivery,
+}
+
+impl ReadContents {
+    /// Reads on a connection and a runtime of its own: entries waiting for these
+    /// contents may hold every worker of the serving runtime.
+    fn run(self) {
+        let read = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| crate::store::StoreError::Unreachable(e.to_string()))
+            .and_then(|rt| {
+                rt.block_on(crate::store::SqliteStore::contents_apart(
+                    &self.path, &self.seqs,
+                ))
+            });
+        match read {
+            Ok(contents) => {
+                self.delivery.0.arrive(contents);
+                self.delivery.0.finish(Ok(()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the rulesets' contents could not be read from the commit log");
+                self.delivery.0.finish(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+/// Compiles every entry not compiled yet, on a thread of its own (after reading their
+/// contents, when `read`), so that the first executions after a start find their
+/// rulesets compiled.
+fn warm_up(catalog: Arc<Catalog>, read: Option<ReadContents>) {
     let spawned = std::thread::Builder::new()
         .name("warm-up".into())
         .spawn(move || {
             let started = Instant::now();
+            if let Some(read) = read {
+                read.run();
+            }
+            let read_ms = started.elapsed().as_secs_f64() * 1e3;
             let mut n = 0usize;
             for tenant in catalog.tenants.values() {
                 for entry in tenant.rulesets.values() {
@@ -1080,11 +1167,14 @@ fn warm_up(catalog: Arc<Catalog>) {
             }
             tracing::debug!(
                 rulesets = n,
+                read_ms,
                 ms = started.elapsed().as_secs_f64() * 1e3,
                 "rulesets compiled"
             );
         });
     if let Err(e) = spawned {
+        // The closure, and with it any unread contents' delivery, is dropped: waiting
+        // entries are told, and the rest compile on first use.
         tracing::warn!(error = %e, "cannot start the warm-up thread; rulesets compile on first use");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Service, build_catalog, warm_up};
 use crate::projection::{Catalog, Entry, TenantView};
-use crate::store::{State, StoredRuleSet};
+use crate::store::StoredRuleSet;
 use crate::sync::event::{Envelope, Event};
 use crate::tenant::TenantConfig;
 
@@ -44,22 +44,15 @@ impl Rebuild {
     pub fn seq(&self) -> u64 {
         self.seq
     }
-
-    fn into_state(self) -> State {
-        State {
-            seq: self.seq,
-            rulesets: self.rulesets.into_values().collect(),
-            tenants: self.tenants,
-        }
-    }
 }
 
 impl Service {
     /// Serves a rebuilt catalog in place of the current one.
     pub async fn install_rebuild(&self, rebuild: Rebuild) {
         let _head = self.head.lock().await;
-        let state = rebuild.into_state();
-        let catalog = build_catalog(&self.config(), &state);
+        // A reader has no log to read contents back from: its entries keep them.
+        let entries = rebuild.rulesets.into_values().map(Entry::kept);
+        let catalog = build_catalog(&self.config(), rebuild.seq, &rebuild.tenants, entries);
         tracing::info!(
             seq = catalog.seq,
             rulesets = catalog.ruleset_count(),
@@ -67,7 +60,7 @@ impl Service {
             "catalog rebuilt from the stream"
         );
         self.projection.store(catalog);
-        warm_up(self.catalog_full());
+        warm_up(self.catalog_full(), None);
     }
 
     /// Applies one event after the catalog's `seq`; returns whether it changed anything
@@ -93,7 +86,7 @@ impl Service {
                     next
                 } else {
                     // Compiled here, before the swap, never on the execute path.
-                    let entry = Entry::from_log(stored);
+                    let entry = Entry::kept(stored);
                     let _ = entry.compiled();
                     current.put_ruleset(env.seq, Arc::new(entry))
                 }
@@ -242,12 +235,15 @@ impl Service {
                 if current.map(|e| &e.stored.hash) == stored.get(&key) {
                     continue;
                 }
-                let change = crate::rules_dir::FileChange::to_match(
-                    &tenant,
-                    &name,
-                    current.map(|e| &e.stored),
-                )
-                .map_err(super::Error::Internal)?;
+                let content = match current {
+                    Some(entry) => Some(entry.kept_content().ok_or_else(|| {
+                        super::Error::Internal(format!("ruleset '{name}' holds no content"))
+                    })?),
+                    None => None,
+                };
+                let change =
+                    crate::rules_dir::FileChange::to_match(&tenant, &name, content.map(|c| &**c))
+                        .map_err(super::Error::Internal)?;
                 dir.apply(&change, |_, _| {})
                     .map_err(|e| super::Error::Internal(e.to_string()))?;
                 match current {
@@ -290,13 +286,8 @@ impl Service {
         };
         {
             let mut head = self.head.lock().await;
-            let stored = State {
-                seq: state.seq,
-                rulesets: Vec::new(),
-                tenants: state.tenants.clone(),
-            };
             self.projection
-                .store(build_catalog(&self.config(), &stored));
+                .store(build_catalog(&self.config(), state.seq, &state.tenants, []));
             *head = state.seq;
         }
         let complete = match self.reload().await {

@@ -206,6 +206,25 @@ impl Service {
             .ok_or_else(|| Error::NotFound(format!("ruleset '{name}' not found")))
     }
 
+    /// The canonical JSON of a catalog entry: kept with it on a reader, read from the
+    /// log (the commit that put it) elsewhere.
+    pub async fn content(&self, entry: &Entry) -> Result<std::sync::Arc<str>> {
+        if let Some(content) = entry.kept_content() {
+            return Ok(content.clone());
+        }
+        let stored = &entry.stored;
+        let found = self
+            .store()?
+            .version(&stored.tenant, &stored.name, stored.seq)
+            .await?;
+        found.map(|s| s.content).ok_or_else(|| {
+            Error::Internal(format!(
+                "the commit log holds no content for ruleset '{}' at seq {}",
+                stored.name, stored.seq
+            ))
+        })
+    }
+
     /// Creates or updates a ruleset. `expected_name` (from a `PUT` path) must match.
     pub async fn put_ruleset(
         self: &Arc<Self>,
@@ -286,7 +305,8 @@ impl Service {
         // The head lock is held: this commit gets exactly the next seq.
         stored.seq = *head + 1;
         let change = Change::PutRuleSet(stored.clone());
-        let entry = Entry::new(stored, compiled);
+        // Only a reader keeps contents, and a reader does not write.
+        let entry = Entry::new(stored, compiled, false);
         let seq = self
             .commit(head, source, change, file, |c: &Catalog, seq| {
                 c.put_ruleset(seq, entry)
@@ -563,7 +583,8 @@ impl Service {
                 stored.seq = seq;
                 next_cache.insert(key, seen);
                 commits.push(this.new_commit(seq, Source::File, Change::PutRuleSet(stored.clone())));
-                edit.put(Entry::new(stored, compiled));
+                // A reader serves files without a log to read them back from.
+                edit.put(Entry::new(stored, compiled, this.is_reader()));
                 report.rules_loaded += 1;
                 report.imported += 1;
             }

@@ -26,7 +26,7 @@ impl MemoryStore {
                 state.seq = c.seq;
                 match &c.change {
                     Change::PutRuleSet(r) => {
-                        rulesets.insert((r.tenant.clone(), r.name.clone()), r.clone());
+                        rulesets.insert((r.tenant.clone(), r.name.clone()), r.info());
                     }
                     Change::DeleteRuleSet { tenant, name } => {
                         rulesets.remove(&(tenant.clone(), name.clone()));
@@ -59,6 +59,20 @@ impl MemoryStore {
             }
             log.extend_from_slice(commits);
             Ok(())
+        })
+    }
+
+    pub fn contents(&self, seqs: &[u64]) -> Vec<(u64, std::sync::Arc<str>)> {
+        self.with_log(|log| {
+            seqs.iter()
+                .filter_map(|&seq| {
+                    let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+                    match &log.get(index)?.change {
+                        Change::PutRuleSet(r) => Some((seq, r.content.clone())),
+                        _ => None,
+                    }
+                })
+                .collect()
         })
     }
 

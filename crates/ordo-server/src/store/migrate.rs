@@ -42,6 +42,11 @@ pub(super) const SQLITE: Embedded = &[
         "traces",
         include_str!("../../migrations/sqlite/0005_traces.sql"),
     ),
+    (
+        6,
+        "rulesets info",
+        include_str!("../../migrations/sqlite/0006_rulesets_info.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: Embedded = &[

@@ -175,6 +175,32 @@ impl Change {
     }
 }
 
+impl StoredRuleSet {
+    /// Everything but the content.
+    pub fn info(&self) -> RuleSetInfo {
+        RuleSetInfo {
+            tenant: self.tenant.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            hash: self.hash.clone(),
+            seq: self.seq,
+        }
+    }
+}
+
+/// What the catalog keeps of a stored ruleset: everything but its content, which the
+/// log holds (commit `seq` put it) and which is read from there when needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSetInfo {
+    pub tenant: String,
+    pub name: String,
+    pub version: String,
+    /// Hex SHA-256 of the content.
+    pub hash: String,
+    /// The commit that made this the current content.
+    pub seq: u64,
+}
+
 /// One immutable entry of the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Commit {
@@ -192,8 +218,8 @@ pub struct Commit {
 pub struct State {
     /// Seq of the last commit (0 for an empty log).
     pub seq: u64,
-    /// Current rulesets.
-    pub rulesets: Vec<StoredRuleSet>,
+    /// Current rulesets, without their contents (see [`Store::contents`]).
+    pub rulesets: Vec<RuleSetInfo>,
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -330,7 +356,7 @@ impl Store {
         }
     }
 
-    /// Reads the current state.
+    /// Reads the current state: every current ruleset but its content.
     pub async fn load(&self) -> Result<State, StoreError> {
         match self {
             Store::Memory(s) => Ok(s.load()),
@@ -389,6 +415,16 @@ impl Store {
             Store::Memory(s) => Ok(s.version(tenant, name, seq)),
             Store::Sqlite(s) => s.version(tenant, name, seq).await,
             Store::Postgres(s) => s.version(tenant, name, seq).await,
+        }
+    }
+
+    /// The contents the ruleset commits `seqs` put, as `(seq, content)` (a seq that
+    /// put no ruleset is left out).
+    pub async fn contents(&self, seqs: &[u64]) -> Result<Vec<(u64, Arc<str>)>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.contents(seqs)),
+            Store::Sqlite(s) => s.contents(seqs).await,
+            Store::Postgres(s) => s.contents(seqs).await,
         }
     }
 

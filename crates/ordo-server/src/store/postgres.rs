@@ -11,7 +11,7 @@ use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    Commit, FileCache, FileCacheRow, MigrationStatus, State, StoreError, StoredRuleSet,
+    Commit, FileCache, FileCacheRow, MigrationStatus, RuleSetInfo, State, StoreError,
     file_cache_of, migrate, redact_url, seq_of, tenant_of,
 };
 
@@ -100,8 +100,8 @@ impl PgStore {
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM commits")
             .fetch_one(&mut *tx)
             .await?;
-        let rows: Vec<(String, String, i64, String, String, String)> = sqlx::query_as(
-            "SELECT tenant_id, name, seq, hash, version, content FROM rulesets ORDER BY tenant_id, name",
+        let rows: Vec<(String, String, i64, String, String)> = sqlx::query_as(
+            "SELECT tenant_id, name, seq, hash, version FROM rulesets ORDER BY tenant_id, name",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -114,12 +114,11 @@ impl PgStore {
             seq: seq_of(seq)?,
             ..State::default()
         };
-        for (tenant, name, seq, hash, version, content) in rows {
-            state.rulesets.push(StoredRuleSet {
+        for (tenant, name, seq, hash, version) in rows {
+            state.rulesets.push(RuleSetInfo {
                 tenant,
                 name,
                 version,
-                content: content.into(),
                 hash,
                 seq: seq_of(seq)?,
             });

@@ -164,7 +164,48 @@ macro_rules! shared_queries {
             Ok(())
         }
 
+        /// The contents the ruleset commits `seqs` put, as `(seq, content)`: a few
+        /// statements over `conn`, the seqs written into the text (they are numbers).
+        pub(crate) async fn contents_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            seqs: &[u64],
+        ) -> Result<Vec<(u64, std::sync::Arc<str>)>, $crate::store::StoreError> {
+            use std::fmt::Write;
+            let mut out = Vec::with_capacity(seqs.len());
+            for chunk in seqs.chunks($crate::store::queries::ROWS_PER_STATEMENT) {
+                let mut sql = String::from(
+                    "SELECT seq, content FROM commits WHERE kind = 'ruleset_put' AND seq IN (",
+                );
+                for (i, seq) in chunk.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    let _ = write!(sql, "{sep}{seq}");
+                }
+                sql.push(')');
+                let rows: Vec<(i64, Option<String>)> = sqlx::query_as(&sql)
+                    .persistent(false)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                for (seq, content) in rows {
+                    let seq = $crate::store::seq_of(seq)?;
+                    let content = content.ok_or_else(|| {
+                        $crate::store::StoreError::Corrupt(format!("commit {seq} has no content"))
+                    })?;
+                    out.push((seq, content.into()));
+                }
+            }
+            Ok(out)
+        }
+
         impl $store {
+            /// The contents the ruleset commits `seqs` put, as `(seq, content)`.
+            pub async fn contents(
+                &self,
+                seqs: &[u64],
+            ) -> Result<Vec<(u64, std::sync::Arc<str>)>, $crate::store::StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                contents_on(&mut conn, seqs).await
+            }
+
             /// Stored versions of a ruleset, newest first.
             pub async fn versions(
                 &self,

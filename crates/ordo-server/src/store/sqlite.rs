@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Commit, FileCache, FileCacheRow, State, StoreError, StoredRuleSet, file_cache_of, migrate,
+    Commit, FileCache, FileCacheRow, RuleSetInfo, State, StoreError, file_cache_of, migrate,
     seq_of, tenant_of,
 };
 
@@ -71,6 +71,25 @@ impl SqliteStore {
         status
     }
 
+    /// [`contents`](Self::contents) over a connection of its own, opened read-only
+    /// and closed after, driven by whatever runtime the caller runs: the warm-up
+    /// reads the contents after a start without waiting for the store's connection
+    /// (which a write may hold) or for a worker of the serving runtime.
+    pub async fn contents_apart(
+        path: &Path,
+        seqs: &[u64],
+    ) -> Result<Vec<(u64, std::sync::Arc<str>)>, StoreError> {
+        use sqlx::Connection;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+        let contents = contents_on(&mut conn, seqs).await;
+        let _ = conn.close().await;
+        contents
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -80,19 +99,18 @@ impl SqliteStore {
     }
 
     pub async fn load(&self) -> Result<State, StoreError> {
-        // All current rulesets in two values, one line per ruleset, in the same order
-        // (both aggregates see the rows of one scan): handing thousands of rows one by
-        // one from the database thread costs several times more than the data, and
-        // concatenating each content with its fields would copy it again and again. No
-        // field holds a tab or a newline: tenant and name are validated names, seq a
-        // number, hash hex, the version a JSON string literal (json_quote escapes
-        // control characters), content compact JSON.
-        let (seq, meta, contents): (Option<i64>, Option<String>, Option<String>) = sqlx::query_as(
+        // All current rulesets in one value, one line per ruleset: handing thousands of
+        // rows one by one from the database thread costs several times more than the
+        // data. Read from the `rulesets_info` index alone: the contents (and, in the
+        // table, every column stored after them) sit in overflow pages a start does not
+        // need; they are read after it (see `contents`). No field holds a tab or a
+        // newline: tenant and name are validated names, seq a number, hash hex, the
+        // version a JSON string literal (json_quote escapes control characters).
+        let (seq, meta): (Option<i64>, Option<String>) = sqlx::query_as(
             "SELECT (SELECT MAX(seq) FROM commits),
                     group_concat(tenant_id || char(9) || name || char(9) || seq || char(9)
-                                 || hash || char(9) || json_quote(version), char(10)),
-                    group_concat(content, char(10))
-             FROM rulesets",
+                                 || hash || char(9) || json_quote(version), char(10))
+             FROM rulesets INDEXED BY rulesets_info",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -101,26 +119,20 @@ impl SqliteStore {
             ..State::default()
         };
         let malformed = || StoreError::Corrupt("rulesets: malformed row".into());
-        let mut contents = contents.as_deref().unwrap_or_default().split('\n');
         for line in meta.as_deref().unwrap_or_default().lines() {
             let mut fields = line.splitn(5, '\t');
             let mut next = || fields.next().ok_or_else(malformed);
             let (tenant, name, seq, hash, version) = (next()?, next()?, next()?, next()?, next()?);
-            let content = contents.next().ok_or_else(malformed)?;
-            state.rulesets.push(StoredRuleSet {
+            state.rulesets.push(RuleSetInfo {
                 tenant: tenant.to_string(),
                 name: name.to_string(),
                 version: serde_json::from_str(version)
                     .map_err(|_| StoreError::Corrupt(format!("rulesets: version {version}")))?,
-                content: content.into(),
                 hash: hash.to_string(),
                 seq: seq
                     .parse()
                     .map_err(|_| StoreError::Corrupt(format!("rulesets: seq {seq}")))?,
             });
-        }
-        if contents.next().is_some_and(|rest| !rest.is_empty()) {
-            return Err(malformed());
         }
         state
             .rulesets
@@ -276,8 +288,33 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Change, Source};
+    use crate::store::{Change, Source, StoredRuleSet};
     use crate::tenant::TenantConfig;
+
+    /// The current rulesets as `(name, content, seq)`, their contents read back by seq
+    /// over the store's connection and over one of its own, which must agree.
+    async fn current(store: &SqliteStore) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let state = store.load().await?;
+        let seqs: Vec<u64> = state.rulesets.iter().map(|r| r.seq).collect();
+        let contents: std::collections::HashMap<u64, std::sync::Arc<str>> =
+            store.contents(&seqs).await?.into_iter().collect();
+        let apart = SqliteStore::contents_apart(store.path(), &seqs).await?;
+        assert_eq!(apart.len(), contents.len());
+        for (seq, content) in &apart {
+            assert_eq!(contents.get(seq), Some(content));
+        }
+        Ok(state
+            .rulesets
+            .iter()
+            .map(|r| {
+                let content = contents
+                    .get(&r.seq)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                (r.name.clone(), content, r.seq)
+            })
+            .collect())
+    }
 
     fn commit(seq: u64, change: Change) -> Commit {
         Commit {
@@ -362,12 +399,17 @@ mod tests {
 
         let state = store.load().await?;
         assert_eq!(state.seq, 7);
-        let current: Vec<(&str, &str, u64)> = state
-            .rulesets
+        let current = current(&store).await?;
+        let current: Vec<(&str, &str, u64)> = current
             .iter()
-            .map(|r| (r.name.as_str(), &*r.content, r.seq))
+            .map(|(name, content, seq)| (name.as_str(), content.as_str(), *seq))
             .collect();
         assert_eq!(current, [("a", "{\"a\":2}", 4), ("c", "{\"c\":1}", 6)]);
+        // Contents are those of ruleset puts only: a deletion, a tenant commit or an
+        // unknown seq has none.
+        let some = store.contents(&[1, 4, 5, 7, 99]).await?;
+        let seqs: Vec<u64> = some.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [4]);
         assert_eq!(state.tenants.len(), 1);
         assert_eq!(store.files_done().await?, Some(6));
         let ids: Vec<String> = store
@@ -415,12 +457,12 @@ mod tests {
         let state = store.load().await?;
         assert_eq!(state.seq, 1207);
         assert_eq!(state.rulesets.len(), 1199);
+        let current = current(&store).await?;
         let get = |name: &str| {
-            state
-                .rulesets
+            current
                 .iter()
-                .find(|r| r.name == name)
-                .map(|r| (r.content.to_string(), r.seq))
+                .find(|(n, _, _)| n == name)
+                .map(|(_, content, seq)| (content.clone(), *seq))
         };
         assert_eq!(get("r0"), Some(("{\"v\":\"again\"}".into(), 1202)));
         assert_eq!(get("r1"), Some(("{\"v\":\"back\"}".into(), 1205)));
