@@ -105,9 +105,9 @@ impl clap::FromArgMatches for Flags {
     }
 
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
-        for key in super::load::keys() {
-            if let Ok(Some(text)) = matches.try_get_one::<String>(&key) {
-                self.set(&key, text);
+        for (key, _) in super::load::leaves() {
+            if let Ok(Some(text)) = matches.try_get_one::<String>(key) {
+                self.set(key, text);
             }
         }
         Ok(())
@@ -116,7 +116,7 @@ impl clap::FromArgMatches for Flags {
 
 impl Args for Flags {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
-        for (key, prop) in super::load::properties(&super::load::schema()) {
+        for (key, prop) in super::load::leaves() {
             let help = prop
                 .get("description")
                 .and_then(serde_json::Value::as_str)
@@ -125,7 +125,7 @@ impl Args for Flags {
                 .next()
                 .unwrap_or_default()
                 .replace('\n', " ");
-            let long = super::load::flag_name(&key)
+            let long = super::load::flag_name(key)
                 .trim_start_matches('-')
                 .to_string();
             let mut arg = clap::Arg::new(key.clone())
@@ -142,7 +142,7 @@ impl Args for Flags {
                     .default_missing_value("true")
                     .value_name("BOOL");
             } else {
-                arg = arg.value_name(value_name(&prop));
+                arg = arg.value_name(value_name(prop));
             }
             if key == "port" {
                 arg = arg.short('p');

@@ -76,10 +76,45 @@ pub fn flag_name(key: &str) -> String {
 
 /// Every key, a nested one dotted (`rate_limit.default_rps`), in schema order.
 pub fn keys() -> Vec<String> {
-    properties(schema_ref())
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect()
+    leaves().iter().map(|(k, _)| k.clone()).collect()
+}
+
+/// [`properties`] of the configuration's schema, walked once per process (the flags,
+/// the loader and the docs all read them).
+pub(super) fn leaves() -> &'static [(String, Value)] {
+    static LEAVES: std::sync::OnceLock<Vec<(String, Value)>> = std::sync::OnceLock::new();
+    LEAVES.get_or_init(|| properties(schema_ref()))
+}
+
+/// The validator of the configuration's schema, built once per process.
+///
+/// The schema is checked with draft 7 rules although it is written as 2020-12:
+/// building a 2020-12 validator first compiles that draft's large meta-schema, about
+/// 2 ms of every start, and the keywords used here mean the same in both (a test keeps
+/// `$ref` free of sibling keywords, which draft 7 would ignore).
+fn validator() -> &'static Result<jsonschema::Validator, String> {
+    static VALIDATOR: std::sync::OnceLock<Result<jsonschema::Validator, String>> =
+        std::sync::OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft7)
+            .should_validate_formats(true)
+            .build(schema_ref())
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Builds the schema, its keys and its validator ahead of their first use, on a thread
+/// of its own: a start parses its command line meanwhile.
+pub fn prepare() {
+    let spawned = std::thread::Builder::new()
+        .name("config-schema".into())
+        .spawn(|| {
+            let _ = leaves();
+            let _ = validator();
+        });
+    // Without the thread, the first use builds them.
+    drop(spawned);
 }
 
 /// The definition a `$ref` points at, or the property itself.
@@ -266,8 +301,7 @@ pub fn load(
     env_names: &[String],
     flags: &Flags,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    let schema = schema_ref();
-    let props = properties(schema);
+    let props = leaves();
     let known: BTreeMap<&str, &Value> = props.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut merged = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     let mut sources: BTreeMap<String, String> = BTreeMap::new();
@@ -312,20 +346,22 @@ pub fn load(
         }
     }
 
-    for (key, prop) in &props {
+    let mut variables = std::collections::HashSet::new();
+    for (key, prop) in props {
         let var = env_var(key);
         if let Some(text) = env(&var) {
             match convert(&text, prop) {
                 Ok(value) => {
                     set(&mut merged, key, value);
-                    sources.insert(key.clone(), var);
+                    sources.insert(key.clone(), var.clone());
                 }
-                Err(reason) => problems.push(text_problem(key, &text, var, reason)),
+                Err(reason) => problems.push(text_problem(key, &text, var.clone(), reason)),
             }
         }
+        variables.insert(var);
     }
     for name in env_names {
-        let is_known = props.iter().any(|(k, _)| env_var(k) == *name);
+        let is_known = variables.contains(name);
         // ORDO_TEST_* belong to the test suite, not to the server.
         if name.starts_with("ORDO_") && !name.starts_with("ORDO_TEST_") && !is_known {
             warnings.push(format!("{name} is not a configuration variable; ignored"));
@@ -344,15 +380,7 @@ pub fn load(
         }
     }
 
-    // The schema is checked with draft 7 rules although it is written as 2020-12:
-    // building a 2020-12 validator first compiles that draft's large meta-schema,
-    // about 2 ms of every start, and the keywords used here mean the same in both
-    // (a test keeps `$ref` free of sibling keywords, which draft 7 would ignore).
-    match jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft7)
-        .should_validate_formats(true)
-        .build(schema)
-    {
+    match validator() {
         Ok(validator) => {
             for e in validator.iter_errors(&merged) {
                 let key = e
@@ -383,7 +411,7 @@ pub fn load(
             key: "(schema)".into(),
             value: None,
             source: None,
-            reason: e.to_string(),
+            reason: e.clone(),
         }),
     }
     if !problems.is_empty() {
@@ -429,20 +457,19 @@ pub(super) fn enum_values(prop: &Value) -> Option<Vec<String>> {
 
 /// The reference table of `docs/configuration.md`, generated from the schema.
 pub fn docs_table() -> String {
-    let schema = schema_ref();
     let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
     let mut out = String::from(
         "| key | type | default | variable | flag | on reload | description |\n|---|---|---|---|---|---|---|\n",
     );
-    for (key, prop) in properties(schema) {
-        let mut ty: Vec<String> = types(&prop).into_iter().filter(|t| t != "null").collect();
+    for (key, prop) in leaves() {
+        let mut ty: Vec<String> = types(prop).into_iter().filter(|t| t != "null").collect();
         if ty.is_empty() {
             ty.push("string".into());
         }
-        if let Some(values) = enum_values(&prop) {
+        if let Some(values) = enum_values(prop) {
             ty = vec![values.join(" \\| ")];
         }
-        let default = match defaults.pointer(&pointer(&key)) {
+        let default = match defaults.pointer(&pointer(key)) {
             None | Some(Value::Null) => "unset".to_string(),
             Some(Value::Array(a)) if a.is_empty() => "empty".to_string(),
             Some(v) => format!("`{v}`"),
@@ -460,8 +487,8 @@ pub fn docs_table() -> String {
         out.push_str(&format!(
             "| `{key}` | {} | {default} | `{}` | `{}` | {reload} | {description} |\n",
             ty.join(", "),
-            env_var(&key),
-            flag_name(&key)
+            env_var(key),
+            flag_name(key)
         ));
     }
     out
