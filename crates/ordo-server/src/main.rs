@@ -19,14 +19,6 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     ordo_server::service::mark_process_start();
-    // Two one-time costs of every start, begun at once on threads of their own: the
-    // configuration's schema and validator, and the calibration of the cycle counter
-    // (quanta spins for about a millisecond, once per process) that the metrics
-    // recorder, the rate limiters and traced executions time with.
-    config::prepare();
-    let _ = std::thread::Builder::new()
-        .name("clock-calibration".into())
-        .spawn(|| drop(quanta::Clock::new()));
     let cli = Cli::parse();
     let env_names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())

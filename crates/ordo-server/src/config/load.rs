@@ -104,19 +104,6 @@ fn validator() -> &'static Result<jsonschema::Validator, String> {
     })
 }
 
-/// Builds the schema, its keys and its validator ahead of their first use, on a thread
-/// of its own: a start parses its command line meanwhile.
-pub fn prepare() {
-    let spawned = std::thread::Builder::new()
-        .name("config-schema".into())
-        .spawn(|| {
-            let _ = leaves();
-            let _ = validator();
-        });
-    // Without the thread, the first use builds them.
-    drop(spawned);
-}
-
 /// The definition a `$ref` points at, or the property itself.
 fn resolved<'s>(schema: &'s Value, prop: &'s Value) -> &'s Value {
     prop.get("$ref")
