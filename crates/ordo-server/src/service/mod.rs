@@ -1113,65 +1113,70 @@ async fn deliver(
     Ok(())
 }
 
-/// The contents the warm-up reads from the embedded database before it compiles.
+/// The contents the warm-up reads from the embedded database.
 struct ReadContents {
     path: std::path::PathBuf,
     seqs: Vec<u64>,
     delivery: Delivery,
 }
 
-impl ReadContents {
-    /// Reads on a connection and a runtime of its own: entries waiting for these
-    /// contents may hold every worker of the serving runtime.
-    fn run(self) {
-        let read = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| crate::store::StoreError::Unreachable(e.to_string()))
-            .and_then(|rt| {
-                rt.block_on(crate::store::SqliteStore::contents_apart(
-                    &self.path, &self.seqs,
-                ))
-            });
-        match read {
-            Ok(contents) => {
-                self.delivery.0.arrive(contents);
-                self.delivery.0.finish(Ok(()));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the rulesets' contents could not be read from the commit log");
-                self.delivery.0.finish(Err(e.to_string()));
-            }
-        }
-    }
-}
+/// Contents read and compiled at a time: what the warm-up holds in memory at once is
+/// this many rulesets' text, not all of them.
+const WARM_UP_CHUNK: usize = 64;
 
-/// Compiles every entry not compiled yet, on a thread of its own (after reading their
-/// contents, when `read`), so that the first executions after a start find their
-/// rulesets compiled.
+/// Compiles every entry not compiled yet, on a thread of its own, so that the first
+/// executions after a start find their rulesets compiled. With `read`, their contents
+/// are read first, a chunk at a time, each chunk compiled before the next is read (on a
+/// connection and a runtime of the thread's own: entries waiting for these contents may
+/// hold every worker of the serving runtime).
 fn warm_up(catalog: Arc<Catalog>, read: Option<ReadContents>) {
+    let compile_all = move || {
+        let started = Instant::now();
+        let entries: std::collections::HashMap<u64, &Arc<Entry>> = catalog
+            .tenants
+            .values()
+            .flat_map(|t| t.rulesets.values())
+            .map(|e| (e.stored.seq, e))
+            .collect();
+        if let Some(read) = read {
+            let contents = read.delivery.0.clone();
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| crate::store::StoreError::Unreachable(e.to_string()))
+                .and_then(|rt| {
+                    rt.block_on(crate::store::SqliteStore::contents_apart(
+                        &read.path,
+                        &read.seqs,
+                        WARM_UP_CHUNK,
+                        |chunk| {
+                            let seqs: Vec<u64> = chunk.iter().map(|(seq, _)| *seq).collect();
+                            contents.arrive(chunk);
+                            for seq in seqs {
+                                if let Some(entry) = entries.get(&seq) {
+                                    let _ = entry.compiled();
+                                }
+                            }
+                        },
+                    ))
+                });
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, "the rulesets' contents could not be read from the commit log");
+            }
+            contents.finish(outcome.map_err(|e| e.to_string()));
+        }
+        for entry in entries.values() {
+            let _ = entry.compiled();
+        }
+        tracing::debug!(
+            rulesets = entries.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "rulesets compiled"
+        );
+    };
     let spawned = std::thread::Builder::new()
         .name("warm-up".into())
-        .spawn(move || {
-            let started = Instant::now();
-            if let Some(read) = read {
-                read.run();
-            }
-            let read_ms = started.elapsed().as_secs_f64() * 1e3;
-            let mut n = 0usize;
-            for tenant in catalog.tenants.values() {
-                for entry in tenant.rulesets.values() {
-                    let _ = entry.compiled();
-                    n += 1;
-                }
-            }
-            tracing::debug!(
-                rulesets = n,
-                read_ms,
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                "rulesets compiled"
-            );
-        });
+        .spawn(compile_all);
     if let Err(e) = spawned {
         // The closure, and with it any unread contents' delivery, is dropped: waiting
         // entries are told, and the rest compile on first use.

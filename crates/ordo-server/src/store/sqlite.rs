@@ -74,20 +74,32 @@ impl SqliteStore {
     /// [`contents`](Self::contents) over a connection of its own, opened read-only
     /// and closed after, driven by whatever runtime the caller runs: the warm-up
     /// reads the contents after a start without waiting for the store's connection
-    /// (which a write may hold) or for a worker of the serving runtime.
+    /// (which a write may hold) or for a worker of the serving runtime. They are read
+    /// `chunk` seqs at a time, each chunk handed to `each` before the next is read.
     pub async fn contents_apart(
         path: &Path,
         seqs: &[u64],
-    ) -> Result<Vec<(u64, std::sync::Arc<str>)>, StoreError> {
+        chunk: usize,
+        mut each: impl FnMut(Vec<(u64, std::sync::Arc<str>)>),
+    ) -> Result<(), StoreError> {
         use sqlx::Connection;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .read_only(true)
             .busy_timeout(Duration::from_secs(5));
         let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-        let contents = contents_on(&mut conn, seqs).await;
+        let mut read = Ok(());
+        for seqs in seqs.chunks(chunk.max(1)) {
+            match contents_on(&mut conn, seqs).await {
+                Ok(contents) => each(contents),
+                Err(e) => {
+                    read = Err(e);
+                    break;
+                }
+            }
+        }
         let _ = conn.close().await;
-        contents
+        read
     }
 
     pub fn path(&self) -> &Path {
@@ -298,7 +310,12 @@ mod tests {
         let seqs: Vec<u64> = state.rulesets.iter().map(|r| r.seq).collect();
         let contents: std::collections::HashMap<u64, std::sync::Arc<str>> =
             store.contents(&seqs).await?.into_iter().collect();
-        let apart = SqliteStore::contents_apart(store.path(), &seqs).await?;
+        let mut apart = Vec::new();
+        SqliteStore::contents_apart(store.path(), &seqs, 3, |chunk| {
+            assert!(chunk.len() <= 3);
+            apart.extend(chunk)
+        })
+        .await?;
         assert_eq!(apart.len(), contents.len());
         for (seq, content) in &apart {
             assert_eq!(contents.get(seq), Some(content));
