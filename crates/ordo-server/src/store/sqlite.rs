@@ -86,7 +86,10 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .read_only(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Each page is read once: a page cache of its default 2 MiB would only grow
+            // the heap SQLite allocates from (the C allocator, which keeps what it freed).
+            .pragma("cache_size", "-64");
         let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
         let mut read = Ok(());
         for seqs in seqs.chunks(chunk.max(1)) {
