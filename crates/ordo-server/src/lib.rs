@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod memory;
 pub mod projection;
 pub mod rules_dir;
 pub mod server;

@@ -642,6 +642,68 @@ fn requests_right_after_a_restart_are_served_while_contents_are_read_back() {
     assert_eq!(r.json()["config"]["version"], "2.0.0");
 }
 
+/// The file cache (what was last read of each rules file) follows the directory: a
+/// file read is remembered, an unchanged one keeps its entry, a removed one loses it.
+#[test]
+fn the_file_cache_follows_the_rules_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b", "c"] {
+        fs::write(
+            dir.path().join(format!("{name}.json")),
+            ruleset(name, "1.0.0", "X").to_string(),
+        )
+        .unwrap();
+    }
+    let rows = |dir: &Path| -> Vec<(String, String)> {
+        let db = dir.join(".ordo/ordo.db");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                use sqlx::Connection;
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite:{}?mode=ro", db.display()))
+                        .await
+                        .unwrap();
+                sqlx::query_as("SELECT name, content_hash FROM file_cache ORDER BY name")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap()
+            })
+    };
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), ["a", "b", "c"]);
+    drop(s);
+    let first = rows(dir.path());
+    let cached: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(cached, ["a", "b", "c"]);
+
+    // A restart over unchanged files leaves the cache as it was.
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), ["a", "b", "c"]);
+    fs::remove_file(dir.path().join("b.json")).unwrap();
+    fs::write(
+        dir.path().join("c.json"),
+        ruleset("c", "2.0.0", "Y").to_string(),
+    )
+    .unwrap();
+    let r = s.request("POST", "/api/v1/admin/reload", &[], None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(names(&s), ["a", "c"]);
+    let c_hash = s.get("/api/v1/rulesets/c/versions").json()["versions"][0]["hash"].clone();
+    drop(s);
+    let now = rows(dir.path());
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert_eq!(now[0], first[0], "an unchanged file keeps its entry");
+    assert_eq!(now[1].0, "c");
+    assert_eq!(
+        json!(now[1].1),
+        c_hash,
+        "a file read again is remembered as it is now"
+    );
+}
+
 on_postgres!(
     requests_right_after_a_restart_are_served_while_contents_are_read_back,
     a_file_left_behind_its_commit_by_a_crash_is_written_again,

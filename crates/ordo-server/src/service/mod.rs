@@ -106,7 +106,7 @@ pub struct Service {
     /// When the rules directory was last read in full (ms since the epoch; 0: never).
     last_reload_ms: std::sync::atomic::AtomicI64,
     /// Bytes of rules files already read, so unchanged files are not parsed again.
-    file_cache: Mutex<crate::store::FileCache>,
+    file_cache: Mutex<Arc<crate::store::FileCache>>,
     /// Files the last scan could not use (admin plane only).
     file_problems: Mutex<Vec<FileProblem>>,
     /// Files as this instance last wrote them (`None`: deleted): the watcher ignores
@@ -291,7 +291,7 @@ impl Service {
             let mut head = self.head.lock().await;
             *head = state.seq;
             self.appended.send_replace(state.seq);
-            *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = file_cache;
+            *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(file_cache);
             self.projection.store(catalog);
         }
         if self.is_cache() {
@@ -1168,6 +1168,7 @@ fn warm_up(catalog: Arc<Catalog>, read: Option<ReadContents>) {
         for entry in entries.values() {
             let _ = entry.compiled();
         }
+        crate::memory::release_free_memory();
         tracing::debug!(
             rulesets = entries.len(),
             ms = started.elapsed().as_secs_f64() * 1e3,

@@ -496,7 +496,10 @@ impl Service {
             .await?;
             let checked_at_ns = now_ns();
             let t_scan = started.elapsed();
-            let mut next_cache = FileCache::new();
+            // What the file cache learns: files read now. Unchanged files keep their
+            // entry; the cache is copied only when something differs.
+            let mut learnt: Vec<((String, String), FileSeen)> = Vec::new();
+            let unusable = scan.unusable.clone();
             let mut report = ReloadReport {
                 status: "reloaded",
                 errors: scan.problems,
@@ -517,15 +520,13 @@ impl Service {
                 seen.insert(key.clone());
                 let Some(ruleset) = file.ruleset else {
                     // Known bytes, already current.
-                    if let Some(seen) = cache.get(&key) {
+                    if let (Some(seen), Some(_)) = (cache.get(&key), &file.raw_hash) {
+                        // Read and hashed again just now (the stamp had changed).
                         let mut seen = seen.clone();
-                        if file.raw_hash.is_some() {
-                            // Read and hashed again just now (the stamp had changed).
-                            seen.size = file.stamp.size;
-                            seen.mtime_ns = file.stamp.mtime_ns;
-                            seen.checked_at_ns = checked_at_ns;
-                        }
-                        next_cache.insert(key, seen);
+                        seen.size = file.stamp.size;
+                        seen.mtime_ns = file.stamp.mtime_ns;
+                        seen.checked_at_ns = checked_at_ns;
+                        learnt.push((key, seen));
                     }
                     report.rules_loaded += 1;
                     continue;
@@ -556,7 +557,7 @@ impl Service {
                     checked_at_ns,
                 };
                 if existing.is_some_and(|e| e.stored.hash == stored.hash) {
-                    next_cache.insert(key, seen);
+                    learnt.push((key, seen));
                     report.rules_loaded += 1;
                     continue;
                 }
@@ -581,7 +582,7 @@ impl Service {
                 };
                 seq += 1;
                 stored.seq = seq;
-                next_cache.insert(key, seen);
+                learnt.push((key, seen));
                 commits.push(this.new_commit(seq, Source::File, Change::PutRuleSet(stored.clone())));
                 // A reader serves files without a log to read them back from.
                 edit.put(Entry::new(stored, compiled, this.is_reader()));
@@ -611,7 +612,18 @@ impl Service {
                 }
             }
             let t_apply = started.elapsed();
-            if next_cache != cache {
+            // Entries of files no longer there (or no longer usable) go.
+            let forgotten = cache
+                .keys()
+                .any(|key| !seen.contains(key) || unusable.contains(key));
+            if forgotten || learnt.iter().any(|(key, new)| cache.get(key) != Some(new)) {
+                let mut next_cache: FileCache = cache
+                    .iter()
+                    .filter(|(key, _)| seen.contains(*key) && !unusable.contains(*key))
+                    .map(|(key, seen)| (key.clone(), seen.clone()))
+                    .collect();
+                next_cache.extend(learnt);
+                let next_cache = Arc::new(next_cache);
                 // Only a cache: failing to save it costs the next start some time.
                 if let Err(e) = this.store()?.save_file_cache(&next_cache).await {
                     tracing::warn!(error = %e, "could not save the rules-directory file cache");
