@@ -377,7 +377,13 @@ impl RulesDir {
                 let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
                     continue;
                 };
-                if file_name.starts_with('.') || Format::of(&path).is_none() {
+                if file_name.starts_with('.') {
+                    // A write a crash interrupted (see `recover`).
+                    listing.staged |=
+                        file_name.ends_with(TMP_SUFFIX) || file_name.ends_with(DEL_SUFFIX);
+                    continue;
+                }
+                if Format::of(&path).is_none() {
                     continue;
                 }
                 // The entry's type comes with the listing; only a symbolic link (as in
@@ -429,6 +435,8 @@ impl RulesDir {
 /// The ruleset files of a directory and their stamps, as listed at one moment.
 #[derive(Debug, Default)]
 pub struct Listing {
+    /// Staged files of interrupted writes were seen: `recover` has work.
+    pub staged: bool,
     files: Vec<ListedFile>,
     problems: Vec<FileProblem>,
     unusable: HashSet<(String, String)>,

@@ -235,7 +235,7 @@ impl Service {
         self: &Arc<Self>,
         store: Option<Store>,
         t0: Instant,
-        mut listing: Option<tokio::task::JoinHandle<crate::rules_dir::Listing>>,
+        listing: Option<tokio::task::JoinHandle<crate::rules_dir::Listing>>,
     ) -> Result<(), StartError> {
         if let Some(store) = store {
             let _ = self.store.set(store);
@@ -246,27 +246,34 @@ impl Service {
         let opened = t0.elapsed();
         let state = store.load().await?;
         let loaded = t0.elapsed();
+        // The listing taken meanwhile says whether a crash left staged files behind.
+        let mut listing = match listing {
+            Some(task) => task.await.ok(),
+            None => None,
+        };
+        let staged = listing.as_ref().is_none_or(|l| l.staged);
         if let Some(dir) = self.files.as_ref().filter(|_| !self.is_reader()) {
-            let hashes: BTreeMap<(String, String), String> = state
-                .rulesets
-                .iter()
-                .map(|r| ((r.tenant.clone(), r.name.clone()), r.hash.clone()))
-                .collect();
-            let dir = dir.clone();
-            let recovered = tokio::task::spawn_blocking(move || {
-                dir.recover(|t, n| hashes.get(&(t.to_string(), n.to_string())).cloned())
-            })
-            .await
-            .unwrap_or_default();
-            let repaired = !recovered.is_empty();
-            for line in recovered {
-                tracing::warn!("interrupted file write {line}");
+            let mut repaired = false;
+            if staged {
+                let hashes: BTreeMap<(String, String), String> = state
+                    .rulesets
+                    .iter()
+                    .map(|r| ((r.tenant.clone(), r.name.clone()), r.hash.clone()))
+                    .collect();
+                let dir = dir.clone();
+                let recovered = tokio::task::spawn_blocking(move || {
+                    dir.recover(|t, n| hashes.get(&(t.to_string(), n.to_string())).cloned())
+                })
+                .await
+                .unwrap_or_default();
+                repaired = !recovered.is_empty();
+                for line in recovered {
+                    tracing::warn!("interrupted file write {line}");
+                }
             }
             if self.rewrite_files_in_doubt(store, &state).await? || repaired {
                 // Files changed since the listing: the import lists them again.
-                if let Some(task) = listing.take() {
-                    task.abort();
-                }
+                listing = None;
             }
         }
         self.files_done.store(state.seq, Ordering::SeqCst);
@@ -297,10 +304,6 @@ impl Service {
         if self.is_cache() {
             self.load_replica().await;
         } else if self.files.is_some() {
-            let listing = match listing {
-                Some(task) => task.await.ok(),
-                None => None,
-            };
             let report = self
                 .reload_listed(listing)
                 .await
