@@ -666,10 +666,23 @@ fn the_file_cache_follows_the_rules_directory() {
                     sqlx::SqliteConnection::connect(&format!("sqlite:{}?mode=ro", db.display()))
                         .await
                         .unwrap();
-                sqlx::query_as("SELECT name, content_hash FROM file_cache ORDER BY name")
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap()
+                // One line per file: tenant, name, raw hash, content hash, size,
+                // mtime, checked at.
+                let data: String =
+                    sqlx::query_scalar("SELECT data FROM file_cache_snapshot WHERE id = 1")
+                        .fetch_one(&mut conn)
+                        .await
+                        .unwrap();
+                let mut rows: Vec<(String, String)> = data
+                    .lines()
+                    .map(|line| {
+                        let f: Vec<&str> = line.split('\t').collect();
+                        assert_eq!(f.len(), 7, "{line}");
+                        (f[1].to_string(), f[3].to_string())
+                    })
+                    .collect();
+                rows.sort();
+                rows
             })
     };
     let s = start(dir.path(), &[]);

@@ -47,6 +47,11 @@ pub(super) const SQLITE: Embedded = &[
         "rulesets info",
         include_str!("../../migrations/sqlite/0006_rulesets_info.sql"),
     ),
+    (
+        7,
+        "file cache snapshot",
+        include_str!("../../migrations/sqlite/0007_file_cache_snapshot.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: Embedded = &[

@@ -239,63 +239,63 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// The file cache, stored as one value (see migration 0007): one line per file,
+    /// its fields tab-separated. No field holds a tab or a newline: tenant and name are
+    /// validated names, the hashes hex, the rest numbers.
     pub async fn load_file_cache(&self) -> Result<FileCache, StoreError> {
-        let all: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(tenant_id || char(9) || name || char(9) || raw_hash || char(9)
-                                 || content_hash || char(9) || size || char(9) || mtime_ns
-                                 || char(9) || checked_at_ns, char(10))
-             FROM file_cache",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let malformed = || StoreError::Corrupt("file_cache: malformed row".into());
+        let all: Option<String> =
+            sqlx::query_scalar("SELECT data FROM file_cache_snapshot WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let malformed = || StoreError::Corrupt("file_cache_snapshot: malformed line".into());
         let mut rows: Vec<FileCacheRow> = Vec::new();
         for line in all.as_deref().unwrap_or_default().lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            let [tenant, name, raw, content, size, mtime, checked] = f[..] else {
+            let mut fields = line.split('\t');
+            let mut text = || fields.next().ok_or_else(malformed);
+            let (tenant, name, raw, content) = (text()?, text()?, text()?, text()?);
+            let mut int = || text()?.parse::<i64>().map_err(|_| malformed());
+            let (size, mtime, checked) = (int()?, int()?, int()?);
+            if fields.next().is_some() {
                 return Err(malformed());
-            };
-            let int = |v: &str| v.parse::<i64>().map_err(|_| malformed());
+            }
             rows.push((
                 tenant.to_string(),
                 name.to_string(),
                 raw.to_string(),
                 content.to_string(),
-                int(size)?,
-                int(mtime)?,
-                int(checked)?,
+                size,
+                mtime,
+                checked,
             ));
         }
         Ok(file_cache_of(rows))
     }
 
+    /// Replaces the file cache in one statement.
     pub async fn save_file_cache(&self, cache: &FileCache) -> Result<(), StoreError> {
-        use super::queries::{ROWS_PER_STATEMENT, values};
-        let rows: Vec<_> = cache.iter().collect();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM file_cache")
-            .execute(&mut *tx)
-            .await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO file_cache (tenant_id, name, raw_hash, content_hash, size, mtime_ns, checked_at_ns)
-                 VALUES {}",
-                values(chunk.len(), 7, false)
-            );
-            let mut query = sqlx::query(&sql).persistent(false);
-            for ((tenant, name), seen) in chunk {
-                query = query
-                    .bind(tenant)
-                    .bind(name)
-                    .bind(&seen.raw_hash)
-                    .bind(&seen.content_hash)
-                    .bind(i64::try_from(seen.size).unwrap_or(i64::MAX))
-                    .bind(seen.mtime_ns)
-                    .bind(seen.checked_at_ns);
+        use std::fmt::Write;
+        let mut data = String::with_capacity(cache.len() * 200);
+        for ((tenant, name), seen) in cache {
+            if !data.is_empty() {
+                data.push('\n');
             }
-            query.execute(&mut *tx).await?;
+            let _ = write!(
+                data,
+                "{tenant}\t{name}\t{}\t{}\t{}\t{}\t{}",
+                seen.raw_hash,
+                seen.content_hash,
+                i64::try_from(seen.size).unwrap_or(i64::MAX),
+                seen.mtime_ns,
+                seen.checked_at_ns
+            );
         }
-        tx.commit().await?;
+        sqlx::query(
+            "INSERT INTO file_cache_snapshot (id, data) VALUES (1, ?)
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+        )
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -505,6 +505,119 @@ mod tests {
             })
         ));
         assert_eq!(store.load().await?.seq, 1207);
+        Ok(())
+    }
+
+    fn seen(hash: &str, size: u64) -> crate::store::FileSeen {
+        crate::store::FileSeen {
+            raw_hash: format!("raw-{hash}"),
+            content_hash: hash.to_string(),
+            size,
+            mtime_ns: 1_700_000_000_123_456_789,
+            checked_at_ns: 1_700_000_005_000_000_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_file_cache_is_saved_and_loaded_whole() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("log.db");
+        let store = SqliteStore::open(&path).await?;
+        assert!(
+            store.load_file_cache().await?.is_empty(),
+            "a new log has none"
+        );
+        let mut cache = FileCache::new();
+        for i in 0..1500u64 {
+            let tenant = if i % 2 == 0 { "default" } else { "acme" };
+            cache.insert(
+                (tenant.into(), format!("rules-{i}")),
+                seen(&format!("{i:064x}"), i),
+            );
+        }
+        store.save_file_cache(&cache).await?;
+        assert_eq!(store.load_file_cache().await?, cache);
+
+        // A save replaces the whole cache, and it survives a reopen.
+        let mut smaller = FileCache::new();
+        smaller.insert(("default".into(), "only".into()), seen("abc", 7));
+        store.save_file_cache(&smaller).await?;
+        store.pool.close().await;
+        let store = SqliteStore::open(&path).await?;
+        assert_eq!(store.load_file_cache().await?, smaller);
+        store.save_file_cache(&FileCache::new()).await?;
+        assert!(store.load_file_cache().await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_file_cache_kept_as_rows_is_carried_over_by_the_migration() -> Result<(), StoreError>
+    {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let path = dir.path().join("log.db");
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        // The schema as the release before the snapshot left it.
+        let before = migrate::SQLITE
+            .get(..6)
+            .ok_or_else(|| StoreError::Corrupt("fewer than 6 migrations".into()))?;
+        migrate::migrator(before).await?.run(&pool).await?;
+        sqlx::query(
+            "INSERT INTO file_cache (tenant_id, name, raw_hash, content_hash, size, mtime_ns, checked_at_ns)
+             VALUES ('default', 'a', 'raw-a', 'hash-a', 10, 11, 12),
+                    ('acme', 'b', 'raw-b', 'hash-b', 20, 21, 22)",
+        )
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+
+        let store = SqliteStore::open(&path).await?;
+        let cache = store.load_file_cache().await?;
+        let entries: Vec<_> = cache
+            .iter()
+            .map(|((t, n), s)| {
+                let (t, n, raw, hash) = (
+                    t.as_str(),
+                    n.as_str(),
+                    s.raw_hash.as_str(),
+                    s.content_hash.as_str(),
+                );
+                (t, n, raw, hash, s.size, s.mtime_ns, s.checked_at_ns)
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("acme", "b", "raw-b", "hash-b", 20, 21, 22),
+                ("default", "a", "raw-a", "hash-a", 10, 11, 12)
+            ]
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_malformed_file_cache_is_an_error_not_a_guess() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let store = SqliteStore::open(&dir.path().join("log.db")).await?;
+        for data in [
+            "default\ta\traw\thash\t1\t2",
+            "default\ta\traw\thash\t1\t2\t3\textra",
+            "default\ta\traw\thash\tten\t2\t3",
+        ] {
+            sqlx::query("INSERT OR REPLACE INTO file_cache_snapshot (id, data) VALUES (1, ?)")
+                .bind(data)
+                .execute(&store.pool)
+                .await?;
+            assert!(
+                matches!(store.load_file_cache().await, Err(StoreError::Corrupt(_))),
+                "{data:?}"
+            );
+        }
         Ok(())
     }
 }
