@@ -1,11 +1,12 @@
-//! Lays the release binary's code out for a small resident size: the functions a server
-//! runs to start and to serve (`link/order.txt`, written by `scripts/link-order.py`)
-//! are placed together at the start of the code, so that a running server touches a
-//! few megabytes of it instead of pages scattered over all of it.
+//! Links the release binary for a small resident size and a quick start: the functions
+//! a server runs to start and to serve (`link/order.txt`, written by
+//! `scripts/link-order.py`) are placed together at the start of the code, so that a
+//! running server touches a few megabytes of it instead of pages scattered over all of
+//! it; and its relative relocations are packed.
 //!
-//! Applied where the linker is known to take a symbol ordering file: release builds
+//! Applied where the linker is known to take both options: release builds
 //! for x86_64 Linux with glibc, whose default linker is LLD, unless another linker is
-//! configured. `ORDO_LINK_ORDER=0` turns it off. Names in the file that the build does
+//! configured. `ORDO_LINK_ORDER=0` turns both off. Names in the file that the build does
 //! not have are ignored; only the layout changes, never the code.
 
 use std::env;
@@ -29,13 +30,16 @@ fn main() {
     {
         return;
     }
+    // Relative relocations packed as a bitmap (DT_RELR): the binary stays position
+    // independent (its addresses randomised), while the loader reads 10 kB of them
+    // instead of 800 kB. Needs glibc 2.36 or later where the binary runs.
+    println!("cargo:rustc-link-arg-bin=ordo-server=-Wl,-z,pack-relative-relocs");
     let order = PathBuf::from(var("CARGO_MANIFEST_DIR")).join("link/order.txt");
-    if !order.is_file() {
-        return;
+    if order.is_file() {
+        println!(
+            "cargo:rustc-link-arg-bin=ordo-server=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
+        println!("cargo:rustc-link-arg-bin=ordo-server=-Wl,--no-warn-symbol-ordering");
     }
-    println!(
-        "cargo:rustc-link-arg-bin=ordo-server=-Wl,--symbol-ordering-file={}",
-        order.display()
-    );
-    println!("cargo:rustc-link-arg-bin=ordo-server=-Wl,--no-warn-symbol-ordering");
 }

@@ -155,6 +155,8 @@ fn run(config: Config, warnings: Vec<String>, sources: config::watch::Sources) -
     for w in warnings {
         tracing::warn!("{w}");
     }
+    // First: the recorder is built on a thread of its own while the start goes on.
+    let metrics = telemetry::init_metrics();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.worker_threads {
         builder.worker_threads(n as usize);
@@ -167,7 +169,6 @@ fn run(config: Config, warnings: Vec<String>, sources: config::watch::Sources) -
         }
     };
     runtime.block_on(async move {
-        let metrics = telemetry::init_metrics();
         let (service, listeners) = match server::start(config).await {
             Ok(started) => started,
             Err(e) => {

@@ -59,24 +59,9 @@ pub async fn start(config: Config) -> Result<(Arc<Service>, Listeners), StartErr
 pub async fn serve(
     service: Arc<Service>,
     listeners: Listeners,
-    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    metrics: Option<crate::telemetry::Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Some(handle) = metrics.clone() {
-        // Histograms accumulate samples until drained: drain them often, on a thread of
-        // their own, so memory stays flat under load and no request waits for a drain.
-        let spawned = std::thread::Builder::new()
-            .name("metrics-upkeep".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_millis(250));
-                    handle.run_upkeep();
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
-        }
-    }
     service.start_jobs();
     // Rate limiters forget idle clients, so memory stays bounded however many there are.
     let svc = service.clone();

@@ -86,23 +86,12 @@ pub(super) fn leaves() -> &'static [(String, Value)] {
     LEAVES.get_or_init(|| properties(schema_ref()))
 }
 
-/// The validator of the configuration's schema, built once per process.
-///
-/// The schema is checked with draft 7 rules although it is written as 2020-12:
-/// building a 2020-12 validator first compiles that draft's large meta-schema, about
-/// 2 ms of every start, and the keywords used here mean the same in both (a test keeps
-/// `$ref` free of sibling keywords, which draft 7 would ignore).
-fn validator() -> &'static Result<jsonschema::Validator, String> {
-    static VALIDATOR: std::sync::OnceLock<Result<jsonschema::Validator, String>> =
-        std::sync::OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft7)
-            .should_validate_formats(true)
-            .build(schema_ref())
-            .map_err(|e| e.to_string())
-    })
-}
+/// The validator of the configuration's schema, generated as code when the server is
+/// built, from `config.schema.json`: a start spends nothing on building it. The
+/// `schema_file_is_the_generated_schema` test keeps that file equal to the schema the
+/// types generate (`ordo-server config schema` writes it).
+#[jsonschema::validator(path = "config.schema.json", validate_formats = true)]
+struct SchemaValidator;
 
 /// The definition a `$ref` points at, or the property itself.
 fn resolved<'s>(schema: &'s Value, prop: &'s Value) -> &'s Value {
@@ -367,39 +356,29 @@ pub fn load(
         }
     }
 
-    match validator() {
-        Ok(validator) => {
-            for e in validator.iter_errors(&merged) {
-                let key = e
-                    .instance_path()
-                    .to_string()
-                    .trim_start_matches('/')
-                    .replace('/', ".");
-                // The source of the key, or of the key the bad element belongs to.
-                let source = sources
-                    .iter()
-                    .filter(|(k, _)| key == **k || key.starts_with(&format!("{k}.")))
-                    .map(|(_, s)| s.clone())
-                    .next();
-                let reason = e.to_string();
-                problems.push(Problem {
-                    value: Some(shown(&key, e.instance())),
-                    source,
-                    reason: if is_secret(&key) {
-                        "invalid value".to_string()
-                    } else {
-                        reason
-                    },
-                    key,
-                });
-            }
-        }
-        Err(e) => problems.push(Problem {
-            key: "(schema)".into(),
-            value: None,
-            source: None,
-            reason: e.clone(),
-        }),
+    for e in SchemaValidator::iter_errors(&merged) {
+        let key = e
+            .instance_path()
+            .to_string()
+            .trim_start_matches('/')
+            .replace('/', ".");
+        // The source of the key, or of the key the bad element belongs to.
+        let source = sources
+            .iter()
+            .filter(|(k, _)| key == **k || key.starts_with(&format!("{k}.")))
+            .map(|(_, s)| s.clone())
+            .next();
+        let reason = e.to_string();
+        problems.push(Problem {
+            value: Some(shown(&key, e.instance())),
+            source,
+            reason: if is_secret(&key) {
+                "invalid value".to_string()
+            } else {
+                reason
+            },
+            key,
+        });
     }
     if !problems.is_empty() {
         return Err(ConfigError { problems });
@@ -485,50 +464,40 @@ pub fn docs_table() -> String {
 mod tests {
     use super::*;
 
-    /// Keywords that only annotate: draft 7 ignores them beside `$ref` without losing
-    /// a check.
-    const ANNOTATIONS: [&str; 5] = ["description", "default", "title", "examples", "deprecated"];
-
-    fn refs_with_checks(value: &Value, path: &str, found: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => {
-                if map.contains_key("$ref") {
-                    for key in map.keys() {
-                        if key != "$ref" && !ANNOTATIONS.contains(&key.as_str()) {
-                            found.push(format!("{path}/{key}"));
-                        }
-                    }
-                }
-                for (key, child) in map {
-                    refs_with_checks(child, &format!("{path}/{key}"), found);
-                }
-            }
-            Value::Array(items) => {
-                for (i, child) in items.iter().enumerate() {
-                    refs_with_checks(child, &format!("{path}/{i}"), found);
-                }
-            }
-            _ => {}
-        }
+    #[test]
+    fn schema_file_is_the_generated_schema() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
+        let file: Value = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null);
+        assert!(
+            file == schema(),
+            "{} differs from the schema of the configuration's types; rewrite it with \
+             `ordo-server config schema > crates/ordo-server/config.schema.json`",
+            path.display()
+        );
     }
 
     #[test]
-    fn the_schema_means_the_same_under_draft_7() {
-        let schema = schema();
-        let mut found = Vec::new();
-        refs_with_checks(&schema, "", &mut found);
-        assert!(
-            found.is_empty(),
-            "checks beside $ref, ignored by draft 7: {found:?}"
-        );
-        // And the draft-7 validator still enforces what the schema says.
-        let validator = jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft7)
-            .build(&schema);
-        assert!(validator.is_ok_and(|v| {
-            !v.is_valid(&serde_json::json!({"role": "leader"}))
-                && !v.is_valid(&serde_json::json!({"log_format": 7}))
-                && v.is_valid(&serde_json::json!({"role": "reader"}))
-        }));
+    fn the_compiled_validator_enforces_the_schema() {
+        use serde_json::json;
+        let errors = |v: Value| -> Vec<(String, String)> {
+            SchemaValidator::iter_errors(&v)
+                .map(|e| (e.instance_path().to_string(), e.to_string()))
+                .collect()
+        };
+        assert!(errors(json!({"role": "reader", "port": 8080})).is_empty());
+        assert!(errors(serde_json::to_value(Config::default()).unwrap_or(Value::Null)).is_empty());
+        // Every bad key is reported, each at its own path.
+        let found =
+            errors(json!({"role": "leader", "log_format": 7, "rate_limit": {"default_rps": 0}}));
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(paths.contains(&"/role"), "{found:?}");
+        assert!(paths.contains(&"/log_format"), "{found:?}");
+        assert!(paths.contains(&"/rate_limit/default_rps"), "{found:?}");
+        // Unknown keys, at the top and in a section.
+        let found = errors(json!({"nope": 1, "rate_limit": {"nope": 2}}));
+        assert_eq!(found.len(), 2, "{found:?}");
     }
 }

@@ -21,7 +21,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics::{Counter, Histogram};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -36,7 +35,7 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub service: Arc<Service>,
-    pub metrics: Option<PrometheusHandle>,
+    pub metrics: Option<crate::telemetry::Metrics>,
     request_metrics: RequestMetrics,
 }
 
@@ -48,7 +47,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(service: Arc<Service>, metrics: Option<PrometheusHandle>) -> AppState {
+    pub fn new(service: Arc<Service>, metrics: Option<crate::telemetry::Metrics>) -> AppState {
         AppState(Arc::new(Shared {
             service,
             metrics,

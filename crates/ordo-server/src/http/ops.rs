@@ -90,11 +90,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         });
         metrics::gauge!("ordo_trace_oldest_pending_seconds").set(age_secs);
     }
-    let text = state
-        .metrics
-        .as_ref()
-        .map(|h| h.render())
-        .unwrap_or_default();
+    let text = match &state.metrics {
+        Some(metrics) => metrics.render().await,
+        None => String::new(),
+    };
     (
         StatusCode::OK,
         [(
