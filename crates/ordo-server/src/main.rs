@@ -33,7 +33,8 @@ fn main() -> ExitCode {
         Some(Command::Config {
             action: ConfigAction::Schema,
         }) => {
-            print(&serde_json::to_string_pretty(&config::schema()).unwrap_or_default());
+            // As the types generate it: what `config.schema.json` is rewritten from.
+            print(&serde_json::to_string_pretty(&config::generated_schema()).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Some(Command::Config {

@@ -18,7 +18,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use cli::{Cli, Command, ConfigAction, Flags, MigrateAction};
-pub use load::{ConfigError, Problem, docs_table, env_var, flag_name, keys, load, schema};
+pub use load::{
+    ConfigError, Problem, docs_table, env_var, flag_name, generated_schema, keys, load, schema,
+};
 
 /// Keys that a configuration reload cannot change: they shape what was opened, bound or
 /// started. A reload that changes one is refused as a whole.
