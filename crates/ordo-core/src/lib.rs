@@ -37,6 +37,7 @@
 //! assert_eq!(compiled.execute(&input).unwrap().code(), "ADULT");
 //! ```
 
+mod boxed;
 pub mod error;
 pub mod exec;
 pub mod expr;

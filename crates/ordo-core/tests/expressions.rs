@@ -283,6 +283,12 @@ fn field_paths() {
             err("missing field 'items.2.price'"),
         ),
         ("items.x", ORDER, err("missing field 'items.x'")),
+        (
+            "items.4294967295",
+            ORDER,
+            err("missing field 'items.4294967295'"),
+        ),
+        ("items[99999999999999999999]", ORDER, err("missing field")),
         ("order.total.x", ORDER, err("missing field")),
         ("nope", "{}", err("missing field 'nope'")),
         ("user.id.0", ORDER, err("missing field")),

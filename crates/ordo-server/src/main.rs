@@ -8,11 +8,8 @@ use ordo_server::config::{self, Cli, Command, Config, ConfigAction, LogFormat, M
 use ordo_server::service::StartError;
 use ordo_server::{server, telemetry};
 
-/// mimalloc: request handling allocates many small short-lived buffers, where it is
-/// markedly faster than the system allocator. Built without transparent huge pages
-/// (`no_thp`): zeroing 2 MB pages on first touch stalled requests and doubled RSS.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ordo_server::memory::Allocator = ordo_server::memory::Allocator;
 
 /// Exit code of a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;

@@ -7,6 +7,7 @@ use super::ast::{BinaryOp, Expr, UnaryOp};
 use super::node::{Env, FieldMissing, NULL, Node, Path, Root, Seg};
 use super::ops::{ArithOp, CmpOp};
 use super::set::LiteralSet;
+use crate::boxed::exact;
 use crate::functions;
 use crate::limits::MAX_EXPR_DEPTH;
 use crate::value::{Str, Value};
@@ -79,9 +80,9 @@ impl Compiler<'_> {
                     operands.push(self.expr(r, d)?);
                 }
                 if *op == BinaryOp::And {
-                    Node::All(operands.into())
+                    Node::All(exact(operands))
                 } else {
-                    Node::Any(operands.into())
+                    Node::Any(exact(operands))
                 }
             }
             Expr::Binary { op, left, right } => {
@@ -100,19 +101,23 @@ impl Compiler<'_> {
                 self.expr(else_branch, d)?,
             ])),
             Expr::Array(items) => Node::Array(self.list(items, d)?),
-            Expr::Object(pairs) => Node::Object(
+            Expr::Object(pairs) => Node::Object(exact(
                 pairs
                     .iter()
                     .map(|(k, v)| Ok((Str::from(k.as_str()), self.expr(v, d)?)))
                     .collect::<Result<_, Issue>>()?,
-            ),
+            )),
             Expr::Coalesce(items) => Node::Coalesce(self.list(items, d)?),
         };
         Ok(fold(node))
     }
 
     fn list(&self, items: &[Expr], depth: u32) -> Result<Box<[Node]>, Issue> {
-        items.iter().map(|x| self.expr(x, depth)).collect()
+        items
+            .iter()
+            .map(|x| self.expr(x, depth))
+            .collect::<Result<_, Issue>>()
+            .map(exact)
     }
 
     fn call(&self, name: &str, args: &[Expr], depth: u32) -> Result<Node, Issue> {
@@ -154,11 +159,11 @@ impl Compiler<'_> {
                         Some(format!("${var}")),
                     )
                 })?;
-                (Root::Var(slot), parts.map(seg).collect())
+                (Root::Var(slot), exact(parts.map(seg).collect()))
             }
             None => (
                 Root::Input,
-                std::iter::once(first).chain(parts).map(seg).collect(),
+                exact(std::iter::once(first).chain(parts).map(seg).collect()),
             ),
         };
         Ok(Path {

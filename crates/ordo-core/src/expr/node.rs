@@ -53,8 +53,10 @@ pub(crate) struct Seg {
     /// Kept as a `Str`: comparing two inline `Str`s is a fixed-size compare, with no
     /// decoding of either side.
     pub key: Str,
-    /// The segment as an array index, when it is one.
-    pub index: Option<usize>,
+    /// The segment as an array index, or [`Seg::NOT_AN_INDEX`] (no array holds that
+    /// many items, so reading it finds nothing, as a key finds nothing in an array).
+    /// A `u32` keeps a segment at 32 bytes: a two-segment path fills a 64-byte block.
+    pub index: u32,
     /// Where in the object the key was found last time. Inputs to one ruleset nearly
     /// always share a shape, so this usually finds the key at the first comparison.
     /// Relaxed: a stale hint only costs a search.
@@ -62,11 +64,13 @@ pub(crate) struct Seg {
 }
 
 impl Seg {
+    pub(crate) const NOT_AN_INDEX: u32 = u32::MAX;
+
     pub(crate) fn new(key: &str) -> Seg {
         let index = if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
-            key.parse().ok()
+            key.parse().unwrap_or(Seg::NOT_AN_INDEX)
         } else {
-            None
+            Seg::NOT_AN_INDEX
         };
         Seg {
             key: Str::from(key),
@@ -91,7 +95,7 @@ impl Seg {
                     .store(u32::try_from(i).unwrap_or(0), Ordering::Relaxed);
                 Some(found)
             }
-            Value::Array(a) => a.get(self.index?),
+            Value::Array(a) => a.get(self.index as usize),
             _ => None,
         }
     }

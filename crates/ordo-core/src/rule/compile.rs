@@ -9,6 +9,7 @@ use super::compiled::{
     Action, Branch, ChildValue, CompiledRuleSet, Decision, Graph, Kind, OutputValue, Segment, Step,
     SubCall, Terminal,
 };
+use crate::boxed::exact;
 use crate::error::{CompileError, ValidationError};
 use crate::expr::compile::{Vars, compile as compile_expr};
 use crate::expr::node::{Node, Path};
@@ -60,7 +61,7 @@ pub fn compile(rs: &RuleSet) -> Result<CompiledRuleSet, CompileError> {
             name: Str::from(rs.config.name.as_str()),
             version: Str::from(rs.config.version()),
             main,
-            subs: subs.into(),
+            subs: exact(subs),
             missing: rs.config.field_missing(),
             max_depth: rs.config.max_depth(),
             timeout_ms: rs.config.timeout_ms(),
@@ -248,7 +249,7 @@ impl<'a> Compiler<'a> {
         Some(Graph {
             name: sub.map(Str::from),
             entry: entry_idx?,
-            steps: compiled.into(),
+            steps: exact(compiled),
             vars: flow.vars.len(),
         })
     }
@@ -296,7 +297,7 @@ impl<'a> Compiler<'a> {
                 }
                 let plan = plan(&out);
                 Kind::Decision(Decision {
-                    branches: out.into(),
+                    branches: exact(out),
                     default,
                     plan,
                 })
@@ -424,7 +425,7 @@ impl<'a> Compiler<'a> {
                 None => ok = false,
             }
         }
-        ok.then(|| out.into())
+        ok.then(|| exact(out))
     }
 
     fn terminal(
@@ -473,8 +474,8 @@ impl<'a> Compiler<'a> {
             step: Str::from(key),
             code: Str::from(result.code.as_str()),
             message: Str::from(result.message.as_deref().unwrap_or_default()),
-            keys: keys.into(),
-            values: values.into(),
+            keys: exact(keys),
+            values: exact(values),
         })
     }
 
@@ -555,8 +556,8 @@ impl<'a> Compiler<'a> {
         ok.then(|| {
             Kind::SubRule(SubCall {
                 graph,
-                bindings: bound.into(),
-                outputs: outs.into(),
+                bindings: exact(bound),
+                outputs: exact(outs),
                 next,
             })
         })
@@ -776,5 +777,5 @@ fn plan(branches: &[Branch]) -> Box<[Segment]> {
     if scan_from < branches.len() {
         plan.push(Segment::Scan(scan_from..branches.len()));
     }
-    plan.into()
+    exact(plan)
 }
