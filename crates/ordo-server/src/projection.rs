@@ -20,45 +20,28 @@ pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Handles to a ruleset's execution metrics, registered on its first execution: a
 /// ruleset that is never run costs no series, no registry entry and no startup time.
-pub struct ExecMetrics {
-    tenant: String,
-    name: String,
-    handles: OnceLock<Handles>,
-}
-
 pub struct Handles {
     pub ok: Counter,
     pub failed: Counter,
     pub duration: Histogram,
 }
 
-impl ExecMetrics {
-    fn new(tenant: &str, name: &str) -> ExecMetrics {
-        ExecMetrics {
-            tenant: tenant.to_string(),
-            name: name.to_string(),
-            handles: OnceLock::new(),
+impl Handles {
+    fn register(tenant: &str, name: &str) -> Handles {
+        let labels = [
+            ("tenant", tenant.to_string()),
+            ("ruleset", name.to_string()),
+        ];
+        let with_result = |result: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("result", result.to_string()));
+            l
+        };
+        Handles {
+            ok: metrics::counter!("ordo_executions_total", &with_result("success")),
+            failed: metrics::counter!("ordo_executions_total", &with_result("error")),
+            duration: metrics::histogram!("ordo_execution_duration_seconds", &labels),
         }
-    }
-
-    #[inline]
-    pub fn get(&self) -> &Handles {
-        self.handles.get_or_init(|| {
-            let labels = [
-                ("tenant", self.tenant.clone()),
-                ("ruleset", self.name.clone()),
-            ];
-            let with_result = |result: &'static str| {
-                let mut l = labels.to_vec();
-                l.push(("result", result.to_string()));
-                l
-            };
-            Handles {
-                ok: metrics::counter!("ordo_executions_total", &with_result("success")),
-                failed: metrics::counter!("ordo_executions_total", &with_result("error")),
-                duration: metrics::histogram!("ordo_execution_duration_seconds", &labels),
-            }
-        })
     }
 }
 
@@ -107,7 +90,7 @@ impl Compiled {
 /// shown (see `Service::content`). Only a reader, which has no log of its own, keeps it.
 pub struct Entry {
     pub stored: RuleSetInfo,
-    pub metrics: ExecMetrics,
+    metrics: OnceLock<Handles>,
     /// The canonical JSON, kept where no log holds it (a reader's catalog).
     kept: Option<Arc<str>>,
     /// Where the content of an entry read back from the log arrives.
@@ -140,13 +123,20 @@ impl Entry {
 
     fn of(stored: RuleSetInfo, kept: Option<Arc<str>>, pending: Option<Arc<LogContents>>) -> Entry {
         Entry {
-            metrics: ExecMetrics::new(&stored.tenant, &stored.name),
+            metrics: OnceLock::new(),
             stored,
             kept,
             pending,
             compiled: OnceLock::new(),
             controls: OnceLock::new(),
         }
+    }
+
+    /// The handles to this ruleset's execution metrics, registered on first use.
+    #[inline]
+    pub fn metrics(&self) -> &Handles {
+        self.metrics
+            .get_or_init(|| Handles::register(&self.stored.tenant, &self.stored.name))
     }
 
     /// The content, where this entry keeps it (a reader's); otherwise the log has it.

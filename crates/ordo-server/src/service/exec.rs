@@ -181,7 +181,7 @@ impl Service {
             .map_err(|e| Error::Internal(e.to_string()))?;
         let result = compiled.rules.execute_with(input, &options);
         let elapsed = started.elapsed();
-        let metrics = entry.metrics.get();
+        let metrics = entry.metrics();
         metrics.duration.record(elapsed);
         match result {
             Ok(outcome) => {
