@@ -260,6 +260,14 @@ fn actions_variables_logs_and_metrics() {
     .execute(&json(r#"{"go": false}"#))
     .unwrap_err();
     assert_eq!(err.to_string(), "step 't': missing field '$v'");
+    // A path into a variable names the variable and the fields as written.
+    let rule = compile(
+        r#"{"config": {"name": "v", "entry_step": "set"}, "steps": {
+        "set": {"id": "set", "type": "action", "actions": [{"action": "set_variable", "name": "v", "value": "{'a': {'b': 1}}"}], "next_step": "t"},
+        "t": {"id": "t", "type": "terminal", "result": {"code": "T", "output": [["b", "$v.a.b"], ["c", "$v.a.c"]]}}}}"#,
+    );
+    let err = rule.execute(&json("{}")).unwrap_err();
+    assert_eq!(err.to_string(), "step 't': missing field '$v.a.c'");
 }
 
 #[test]

@@ -434,7 +434,7 @@ fn choose(d: &Decision, env: &Env<'_>) -> Result<Option<usize>, EvalError> {
                     None => match env.missing {
                         FieldMissing::Lenient => None,
                         FieldMissing::Strict => {
-                            return Err(EvalError::missing(path.text.clone()));
+                            return Err(EvalError::missing(path.text()));
                         }
                         FieldMissing::Default => Some(&NULL),
                     },

@@ -150,27 +150,24 @@ impl Compiler<'_> {
         if first.is_empty() {
             return Err(Issue::new(format!("invalid field path '{text}'"), None));
         }
-        let seg = Seg::new;
-        let (root, segs) = match first.strip_prefix('$') {
+        let root = match first.strip_prefix('$') {
             Some(var) => {
-                let slot = self.vars.get_index_of(var).ok_or_else(|| {
-                    Issue::new(
-                        format!("unknown variable '${var}': no action sets it"),
-                        Some(format!("${var}")),
-                    )
-                })?;
-                (Root::Var(slot), exact(parts.map(seg).collect()))
+                let slot = self
+                    .vars
+                    .get_index_of(var)
+                    .and_then(|slot| u32::try_from(slot).ok())
+                    .ok_or_else(|| {
+                        Issue::new(
+                            format!("unknown variable '${var}': no action sets it"),
+                            Some(format!("${var}")),
+                        )
+                    })?;
+                Root::Var(slot)
             }
-            None => (
-                Root::Input,
-                exact(std::iter::once(first).chain(parts).map(seg).collect()),
-            ),
+            None => Root::Input,
         };
-        Ok(Path {
-            root,
-            segs,
-            text: Str::from(text),
-        })
+        let segs = exact(std::iter::once(first).chain(parts).map(Seg::new).collect());
+        Ok(Path { segs, root })
     }
 }
 

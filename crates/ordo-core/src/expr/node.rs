@@ -42,10 +42,10 @@ pub(crate) struct Env<'a> {
 
 pub(crate) static NULL: Value = Value::Null;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Root {
     Input,
-    Var(usize),
+    Var(u32),
 }
 
 #[derive(Debug)]
@@ -107,42 +107,67 @@ impl Clone for Seg {
     }
 }
 
+/// A field path, split into its segments. It carries no copy of its text: a path sits in
+/// most compiled conditions, and the text is needed only for an error message, which
+/// joins the segments again (a segment never holds a dot).
 #[derive(Debug, Clone)]
 pub(crate) struct Path {
-    pub root: Root,
-    /// For an input path, the first segment is the top-level field.
+    /// For an input path, the first segment is the top-level field. For a variable path,
+    /// the first segment is the variable's name as written (`$name`), kept for messages
+    /// only: reading starts from the variable's slot and the segments after it.
     pub segs: Box<[Seg]>,
-    /// The path as written, for error messages.
-    pub text: Str,
+    pub root: Root,
 }
 
 impl Path {
+    /// The path as written.
+    pub(crate) fn text(&self) -> Str {
+        let mut text = String::new();
+        for (i, seg) in self.segs.iter().enumerate() {
+            if i > 0 {
+                text.push('.');
+            }
+            text.push_str(&seg.key);
+        }
+        Str::from(text.as_str())
+    }
+
+    /// Whether both paths read the same place.
+    pub(crate) fn same(&self, other: &Path) -> bool {
+        self.root == other.root
+            && self.segs.len() == other.segs.len()
+            && self
+                .segs
+                .iter()
+                .zip(&other.segs[..])
+                .all(|(a, b)| a.key == b.key)
+    }
+
     /// The value at the path, applying the missing-field mode.
     #[inline(always)]
     pub(crate) fn read<'a>(&'a self, env: &Env<'a>) -> Result<&'a Value, EvalError> {
         match self.resolve(env) {
             Some(v) => Ok(v),
             None if env.missing == FieldMissing::Default => Ok(&NULL),
-            None => Err(EvalError::missing(self.text.clone())),
+            None => Err(EvalError::missing(self.text())),
         }
     }
 
     #[inline(always)]
     pub(crate) fn resolve<'a>(&'a self, env: &Env<'a>) -> Option<&'a Value> {
-        let (mut cur, rest) = match self.root {
-            Root::Var(slot) => (env.vars.get(slot)?.as_ref()?, &self.segs[..]),
+        let (first, rest) = self.segs.split_first()?;
+        let mut cur = match self.root {
+            Root::Var(slot) => env.vars.get(slot as usize)?.as_ref()?,
             Root::Input => {
-                let (first, rest) = self.segs.split_first()?;
                 let bound = if env.overlay.is_empty() {
                     None
                 } else {
                     env.overlay.iter().find(|(k, _)| *k == first.key)
                 };
-                let top = match bound {
+                match bound {
                     Some((_, v)) => v,
                     None => first.of(env.input)?,
-                };
-                (top, rest)
+                }
             }
         };
         for seg in rest {
@@ -367,4 +392,22 @@ fn check_depth(v: &Value) -> Result<(), EvalError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A compiled ruleset is mostly nodes, paths and segments: these sizes are what 1,000
+    /// rulesets cost in memory, so a field that grows one of them should be a decision.
+    #[test]
+    fn compiled_pieces_stay_small() {
+        assert_eq!(size_of::<Seg>(), 32);
+        assert_eq!(size_of::<Path>(), 24);
+        assert!(
+            size_of::<Node>() <= 40,
+            "Node is {} bytes",
+            size_of::<Node>()
+        );
+    }
 }

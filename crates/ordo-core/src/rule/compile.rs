@@ -744,7 +744,7 @@ fn plan(branches: &[Branch]) -> Box<[Segment]> {
         .map(|b| switch_key(b.cond.as_ref()))
         .collect();
     let same_path =
-        |i: usize, path: &Path| matches!(keys.get(i), Some(Some((p, _))) if p.text == path.text);
+        |i: usize, path: &Path| matches!(keys.get(i), Some(Some((p, _))) if p.same(path));
     let mut plan = Vec::new();
     let (mut i, mut scan_from) = (0, 0);
     while i < branches.len() {
