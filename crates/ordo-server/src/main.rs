@@ -179,7 +179,15 @@ fn run(config: Config, warnings: Vec<String>, sources: config::watch::Sources) -
             }
         };
         config::watch::spawn(service.clone(), sources, tokio::runtime::Handle::current());
-        match server::serve(service, listeners, metrics, server::shutdown_signal()).await {
+        let serving = server::serve(service, listeners, metrics, server::shutdown_signal());
+        tokio::pin!(serving);
+        // This thread ran the start: once the warm-up is done, what the start freed here
+        // goes back to the system (an idle thread's free pages are returned by no other).
+        let served = tokio::select! {
+            served = &mut serving => served,
+            () = ordo_server::memory::after_warm_up() => serving.await,
+        };
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ordo-server: {e}");

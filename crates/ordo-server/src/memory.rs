@@ -107,6 +107,24 @@ pub fn release_free_memory() {
     }
 }
 
+/// Set by the warm-up once every ruleset is compiled.
+static WARMED_UP: tokio::sync::SetOnce<()> = tokio::sync::SetOnce::const_new();
+
+/// Marks the warm-up done: hands back what the warm-up's thread freed and lets
+/// [`after_warm_up`] run.
+pub fn warm_up_done() {
+    release_free_memory();
+    let _ = WARMED_UP.set(());
+}
+
+/// Waits for the warm-up, then returns the calling thread's free memory. mimalloc
+/// gives a thread's emptied pages back only when that thread collects, and the thread
+/// that ran the start then sits idle in the runtime, driving the server.
+pub async fn after_warm_up() {
+    WARMED_UP.wait().await;
+    release_free_memory();
+}
+
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod tests {

@@ -333,6 +333,38 @@ fn every_bad_key_is_reported_with_its_value_source_and_reason() {
 }
 
 #[test]
+fn identifiers_are_checked_character_by_character() {
+    let out = run(
+        &["--instance-id", "a/b", "config", "validate"],
+        &[("ORDO_DEFAULT_TENANT", ".hidden")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "ordo-server: invalid configuration (2 problems):
+  default_tenant = \".hidden\" (from ORDO_DEFAULT_TENANT): \".hidden\" is not a tenant id: letters, digits, '.', '_' and '-', not starting with '.'
+  instance_id = \"a/b\" (from --instance-id): \"a/b\" is not an instance id: letters, digits, '.', '_' and '-'
+"
+    );
+    for (tenant, instance) in [("t.1_x-Y", "i.2_z-W"), ("-", "."), ("_a", ".a")] {
+        let out = run(
+            &["--instance-id", instance, "config", "validate"],
+            &[("ORDO_DEFAULT_TENANT", tenant)],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{tenant} {instance}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for tenant in ["", "é", "a b", ".."] {
+        let out = run(&["config", "validate"], &[("ORDO_DEFAULT_TENANT", tenant)]);
+        assert_eq!(out.status.code(), Some(2), "{tenant:?}");
+    }
+}
+
+#[test]
 fn a_bad_configuration_stops_the_server_before_it_binds() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -99,8 +99,44 @@ pub(super) fn leaves() -> &'static [(String, Value)] {
 /// built, from `config.schema.json`: a start spends nothing on building it. The
 /// `schema_file_is_the_generated_schema` test keeps that file equal to the schema the
 /// types generate (`ordo-server config schema` writes it).
-#[jsonschema::validator(path = "config.schema.json", validate_formats = true)]
+///
+/// The two identifiers are checked as formats of ours rather than as `pattern`s: a
+/// pattern is a regular expression compiled at every start, and its compiler was a
+/// fifth of a megabyte of the code a start keeps resident.
+#[jsonschema::validator(
+    path = "config.schema.json",
+    validate_formats = true,
+    formats = {
+        "tenant-id" => crate::config::load::is_tenant_id,
+        "instance-id" => crate::config::load::is_instance_id,
+    }
+)]
 struct SchemaValidator;
+
+fn id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// What our own formats allow, said in words for an error.
+fn id_rule(format: &str) -> Option<&'static str> {
+    match format {
+        "tenant-id" => {
+            Some("a tenant id: letters, digits, '.', '_' and '-', not starting with '.'")
+        }
+        "instance-id" => Some("an instance id: letters, digits, '.', '_' and '-'"),
+        _ => None,
+    }
+}
+
+/// Format `tenant-id`: letters, digits, `.`, `_` and `-`, not starting with `.`.
+pub(crate) fn is_tenant_id(s: &str) -> bool {
+    !s.starts_with('.') && is_instance_id(s)
+}
+
+/// Format `instance-id`: letters, digits, `.`, `_` and `-`.
+pub(crate) fn is_instance_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(id_byte)
+}
 
 /// The definition a `$ref` points at, or the property itself.
 fn resolved<'s>(schema: &'s Value, prop: &'s Value) -> &'s Value {
@@ -377,7 +413,13 @@ pub fn load(
             .filter(|(k, _)| key == **k || key.starts_with(&format!("{k}.")))
             .map(|(_, s)| s.clone())
             .next();
-        let reason = e.to_string();
+        let reason = match e.kind() {
+            jsonschema::error::ValidationErrorKind::Format { format } => match id_rule(format) {
+                Some(rule) => format!("{} is not {rule}", e.instance()),
+                None => e.to_string(),
+            },
+            _ => e.to_string(),
+        };
         problems.push(Problem {
             value: Some(shown(&key, e.instance())),
             source,

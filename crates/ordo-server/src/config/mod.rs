@@ -130,11 +130,9 @@ pub struct Config {
     pub auto_migrate: bool,
     /// Isolate rulesets per tenant (X-Tenant-ID header or ?tenant_id=).
     pub multi_tenancy_enabled: bool,
-    /// Tenant of requests that name none.
-    #[schemars(
-        length(min = 1, max = 128),
-        regex(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
-    )]
+    /// Tenant of requests that name none: letters, digits, `.`, `_` and `-`, not starting
+    /// with `.`.
+    #[schemars(length(min = 1, max = 128), extend("format" = "tenant-id"))]
     pub default_tenant: String,
     /// Executions per second allowed to the default tenant (unlimited when unset).
     #[schemars(range(min = 1))]
@@ -177,8 +175,8 @@ pub struct Config {
     pub writer_lease_ttl_secs: u64,
     /// This instance's id, shown in /health and logs, naming its NATS consumer
     /// (`ordo-{instance-id}`) and marking the events it publishes. Unset: a random id per
-    /// start.
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    /// start. Letters, digits, `.`, `_` and `-`.
+    #[schemars(length(min = 1, max = 128), extend("format" = "instance-id"))]
     pub instance_id: Option<String>,
     /// Log one execution in every N (with its request id, ruleset, result and time);
     /// 0 logs none.

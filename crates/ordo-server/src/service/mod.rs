@@ -1171,7 +1171,7 @@ fn warm_up(catalog: Arc<Catalog>, read: Option<ReadContents>) {
         for entry in entries.values() {
             let _ = entry.compiled();
         }
-        crate::memory::release_free_memory();
+        crate::memory::warm_up_done();
         tracing::debug!(
             rulesets = entries.len(),
             ms = started.elapsed().as_secs_f64() * 1e3,
