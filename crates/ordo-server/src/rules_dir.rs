@@ -15,7 +15,7 @@
 //! undoes step 1 when it does not. Any other difference between a file and the log is
 //! therefore a hand edit, imported as a commit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -66,8 +66,9 @@ pub struct FileRuleSet {
     pub stamp: Stamp,
     /// SHA-256 of the file's bytes; `None` when the stamp alone showed them known.
     pub raw_hash: Option<String>,
-    /// The parsed ruleset; `None` when the caller already knew these bytes.
-    pub ruleset: Option<RuleSet>,
+    /// The parsed ruleset; `None` when the caller already knew these bytes. Boxed: a
+    /// start lists thousands of files it knows, and a ruleset is large.
+    pub ruleset: Option<Box<RuleSet>>,
 }
 
 /// A file that could not be used, and why.
@@ -371,7 +372,10 @@ impl RulesDir {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
             };
-            let mut by_name: HashMap<String, Vec<PathBuf>> = HashMap::new();
+            // (name, path) of every ruleset file; sorted, the files that define the same
+            // name sit together. A start lists thousands of files: one vector, not a map
+            // of vectors, keeps it to a few fresh pages.
+            let mut files: Vec<(String, PathBuf)> = Vec::new();
             for entry in entries.flatten() {
                 let path = entry.path();
                 let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -401,24 +405,26 @@ impl RulesDir {
                     .and_then(|s| s.to_str())
                     .unwrap_or_default()
                     .to_string();
-                by_name.entry(stem).or_default().push(path);
+                files.push((stem, path));
             }
-            let mut names: Vec<_> = by_name.into_iter().collect();
-            names.sort();
-            for (name, mut paths) in names {
-                paths.sort();
-                let key = (tenant.clone(), name.clone());
-                if paths.len() > 1 {
+            files.sort_unstable();
+            listing.files.reserve(files.len());
+            let mut files = files.into_iter().peekable();
+            while let Some((name, path)) = files.next() {
+                if files.peek().is_some_and(|(next, _)| *next == name) {
+                    let mut paths = vec![path];
+                    while let Some((_, path)) = files.next_if(|(next, _)| *next == name) {
+                        paths.push(path);
+                    }
                     for path in paths {
                         listing.problems.push(FileProblem {
                             path,
                             reason: format!("more than one file defines ruleset '{name}'"),
                         });
                     }
-                    listing.unusable.insert(key);
+                    listing.unusable.insert((tenant.clone(), name));
                     continue;
                 }
-                let Some(path) = paths.pop() else { continue };
                 let stamp = stamp_of(&path);
                 listing.files.push(ListedFile {
                     tenant: tenant.clone(),
@@ -487,7 +493,7 @@ impl Listing {
                 if known(&tenant, &name, stamp, Some(&raw_hash)) {
                     return Ok((raw_hash, None));
                 }
-                parse_ruleset(&text, &path, &tenant).map(|r| (raw_hash, Some(r)))
+                parse_ruleset(&text, &path, &tenant).map(|r| (raw_hash, Some(Box::new(r))))
             });
             match read {
                 Ok((raw_hash, ruleset)) => scan.found.push(FileRuleSet {

@@ -129,6 +129,35 @@ fn examples_load_and_writes_survive_a_restart_as_files() {
 }
 
 #[test]
+fn two_files_of_one_ruleset_are_both_refused() {
+    let dir = rules_dir_with(&["discount.json"]);
+    let text = serde_json::to_string(&ruleset("twice", "1", "T")).unwrap();
+    // JSON is YAML too: both files define ruleset 'twice'.
+    fs::write(dir.path().join("twice.json"), &text).unwrap();
+    fs::write(dir.path().join("twice.yaml"), &text).unwrap();
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), ["discount"]);
+    let h = s.get("/health").json();
+    let problems = h["checks"]["rules_dir_problems"].as_array().unwrap();
+    let mut paths: Vec<&str> = problems
+        .iter()
+        .map(|p| {
+            assert_eq!(
+                p["reason"], "more than one file defines ruleset 'twice'",
+                "{p}"
+            );
+            p["path"].as_str().unwrap()
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(paths.len(), 2, "{problems:?}");
+    assert!(
+        paths[0].ends_with("twice.json") && paths[1].ends_with("twice.yaml"),
+        "{paths:?}"
+    );
+}
+
+#[test]
 fn files_are_imported_at_start_and_on_reload() {
     let dir = rules_dir_with(&["discount.json", "fraud-score.json"]);
     // An invalid file is reported with its path and skipped; the rest load.

@@ -537,7 +537,7 @@ impl Service {
                         reason,
                     })
                 };
-                let (model, stored) = match stamp(&file.tenant, ruleset) {
+                let (model, stored) = match stamp(&file.tenant, *ruleset) {
                     Ok(stamped) => stamped,
                     Err(e) => {
                         problem(e.to_string());
