@@ -342,8 +342,8 @@ fn identifiers_are_checked_character_by_character() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "ordo-server: invalid configuration (2 problems):
-  default_tenant = \".hidden\" (from ORDO_DEFAULT_TENANT): \".hidden\" is not a tenant id: letters, digits, '.', '_' and '-', not starting with '.'
-  instance_id = \"a/b\" (from --instance-id): \"a/b\" is not an instance id: letters, digits, '.', '_' and '-'
+  default_tenant = \".hidden\" (from ORDO_DEFAULT_TENANT): \".hidden\" is not a tenant id: name must not start with '.'
+  instance_id = \"a/b\" (from --instance-id): \"a/b\" is not an instance id: letters, digits, '.', '_' and '-' only
 "
     );
     for (tenant, instance) in [("t.1_x-Y", "i.2_z-W"), ("-", "."), ("_a", ".a")] {
@@ -358,7 +358,7 @@ fn identifiers_are_checked_character_by_character() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    for tenant in ["", "é", "a b", ".."] {
+    for tenant in ["", "é", "a b", "..", "a..b"] {
         let out = run(&["config", "validate"], &[("ORDO_DEFAULT_TENANT", tenant)]);
         assert_eq!(out.status.code(), Some(2), "{tenant:?}");
     }

@@ -113,29 +113,30 @@ pub(super) fn leaves() -> &'static [(String, Value)] {
 )]
 struct SchemaValidator;
 
-fn id_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
-}
-
-/// What our own formats allow, said in words for an error.
-fn id_rule(format: &str) -> Option<&'static str> {
+/// Why `value` is not of one of our own formats, in words for an error.
+fn id_problem(format: &str, value: &Value) -> Option<String> {
+    let text = value.as_str()?;
     match format {
-        "tenant-id" => {
-            Some("a tenant id: letters, digits, '.', '_' and '-', not starting with '.'")
-        }
-        "instance-id" => Some("an instance id: letters, digits, '.', '_' and '-'"),
+        "tenant-id" => ordo_core::validate_name(text)
+            .err()
+            .map(|why| format!("{value} is not a tenant id: {why}")),
+        "instance-id" => Some(format!(
+            "{value} is not an instance id: letters, digits, '.', '_' and '-' only"
+        )),
         _ => None,
     }
 }
 
-/// Format `tenant-id`: letters, digits, `.`, `_` and `-`, not starting with `.`.
+/// Format `tenant-id`: a name a tenant can have (see [`ordo_core::validate_name`]).
 pub(crate) fn is_tenant_id(s: &str) -> bool {
-    !s.starts_with('.') && is_instance_id(s)
+    ordo_core::validate_name(s).is_ok()
 }
 
 /// Format `instance-id`: letters, digits, `.`, `_` and `-`.
 pub(crate) fn is_instance_id(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(id_byte)
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The definition a `$ref` points at, or the property itself.
@@ -414,10 +415,9 @@ pub fn load(
             .map(|(_, s)| s.clone())
             .next();
         let reason = match e.kind() {
-            jsonschema::error::ValidationErrorKind::Format { format } => match id_rule(format) {
-                Some(rule) => format!("{} is not {rule}", e.instance()),
-                None => e.to_string(),
-            },
+            jsonschema::error::ValidationErrorKind::Format { format } => {
+                id_problem(format, e.instance()).unwrap_or_else(|| e.to_string())
+            }
             _ => e.to_string(),
         };
         problems.push(Problem {

@@ -131,7 +131,7 @@ pub struct Config {
     /// Isolate rulesets per tenant (X-Tenant-ID header or ?tenant_id=).
     pub multi_tenancy_enabled: bool,
     /// Tenant of requests that name none: letters, digits, `.`, `_` and `-`, not starting
-    /// with `.`.
+    /// with `.`, no `..`.
     #[schemars(length(min = 1, max = 128), extend("format" = "tenant-id"))]
     pub default_tenant: String,
     /// Executions per second allowed to the default tenant (unlimited when unset).
