@@ -84,8 +84,9 @@ unsafe impl GlobalAlloc for Allocator {
 
 /// Returns the memory freed so far to the operating system.
 ///
-/// The allocator ([`Allocator`]) keeps freed pages for a second before it
-/// gives them back, and only does so when a later allocation or free comes along. A
+/// The allocator ([`Allocator`]) keeps freed pages for a while before it gives them
+/// back (mimalloc v3: ten seconds in its arenas), and only does so when a later
+/// allocation or free comes along. A
 /// start reads and compiles every ruleset and frees what that took; an idle server
 /// would then hold those pages indefinitely. Called once that work is done.
 ///

@@ -412,14 +412,15 @@ impl RulesDir {
             let mut files = files.into_iter().peekable();
             while let Some((name, path)) = files.next() {
                 if files.peek().is_some_and(|(next, _)| *next == name) {
-                    let mut paths = vec![path];
+                    let reason = format!("more than one file defines ruleset '{name}'");
+                    listing.problems.push(FileProblem {
+                        path,
+                        reason: reason.clone(),
+                    });
                     while let Some((_, path)) = files.next_if(|(next, _)| *next == name) {
-                        paths.push(path);
-                    }
-                    for path in paths {
                         listing.problems.push(FileProblem {
                             path,
-                            reason: format!("more than one file defines ruleset '{name}'"),
+                            reason: reason.clone(),
                         });
                     }
                     listing.unusable.insert((tenant.clone(), name));
