@@ -12,6 +12,7 @@
 //! - [`auth`]: API tokens, checked alike by both transports.
 //! - [`telemetry`]: logs and metrics.
 //! - [`server`]: wiring: start, serve, shut down.
+//! - [`parallel`]: independent work (files to read and compile) spread over the cores.
 
 pub mod auth;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod memory;
+pub mod parallel;
 pub mod projection;
 pub mod rules_dir;
 pub mod server;

@@ -55,7 +55,7 @@ pub struct Stamp {
 
 /// `known(tenant, name, stamp, raw_hash)`: whether the caller already knows this file
 /// (by its stamp when `raw_hash` is `None`, else by its bytes).
-pub type Known<'a> = dyn Fn(&str, &str, Stamp, Option<&str>) -> bool + 'a;
+pub type Known<'a> = dyn Fn(&str, &str, Stamp, Option<&str>) -> bool + Sync + 'a;
 
 /// A ruleset file found by a scan.
 #[derive(Debug)]
@@ -458,13 +458,16 @@ struct ListedFile {
 }
 
 impl Listing {
-    /// Reads the listed files that `known` does not recognise (see [`RulesDir::scan`]).
+    /// Reads the listed files that `known` does not recognise (see [`RulesDir::scan`]),
+    /// on every core when there are many: a first start reads thousands.
     pub fn read(self, known: &Known<'_>) -> Scan {
         let mut scan = Scan {
             found: Vec::with_capacity(self.files.len()),
             problems: self.problems,
             unusable: self.unusable,
         };
+        // Files known by their stamps are not opened: a restart knows them all.
+        let mut to_read = Vec::new();
         for ListedFile {
             tenant,
             name,
@@ -472,44 +475,64 @@ impl Listing {
             stamp,
         } in self.files
         {
-            if let Some(stamp) = stamp
-                && known(&tenant, &name, stamp, None)
-            {
-                scan.found.push(FileRuleSet {
-                    tenant,
-                    name,
-                    path,
-                    stamp,
-                    raw_hash: None,
-                    ruleset: None,
-                });
-                continue;
+            if !stamp.is_some_and(|stamp| known(&tenant, &name, stamp, None)) {
+                to_read.push(scan.found.len());
             }
-            let stamp = stamp.unwrap_or(Stamp {
-                size: 0,
-                mtime_ns: 0,
-            });
-            let read = read_text(&path).and_then(|text| {
-                let raw_hash = crate::store::content_hash(&text);
-                if known(&tenant, &name, stamp, Some(&raw_hash)) {
-                    return Ok((raw_hash, None));
-                }
-                parse_ruleset(&text, &path, &tenant).map(|r| (raw_hash, Some(Box::new(r))))
-            });
-            match read {
-                Ok((raw_hash, ruleset)) => scan.found.push(FileRuleSet {
-                    tenant,
-                    name,
-                    path,
-                    stamp,
-                    raw_hash: Some(raw_hash),
-                    ruleset,
+            scan.found.push(FileRuleSet {
+                tenant,
+                name,
+                path,
+                stamp: stamp.unwrap_or(Stamp {
+                    size: 0,
+                    mtime_ns: 0,
                 }),
-                Err(reason) => {
-                    scan.problems.push(FileProblem { path, reason });
-                    scan.unusable.insert((tenant, name));
+                raw_hash: None,
+                ruleset: None,
+            });
+        }
+        let found = &scan.found;
+        let heavy = to_read.len();
+        let read = crate::parallel::map(to_read, heavy, |i| {
+            let outcome = found.get(i).map(|file| {
+                read_text(&file.path).and_then(|text| {
+                    let raw_hash = crate::store::content_hash(&text);
+                    if known(&file.tenant, &file.name, file.stamp, Some(&raw_hash)) {
+                        return Ok((raw_hash, None));
+                    }
+                    parse_ruleset(&text, &file.path, &file.tenant)
+                        .map(|r| (raw_hash, Some(Box::new(r))))
+                })
+            });
+            (i, outcome)
+        });
+        let mut failed = Vec::new();
+        for (i, outcome) in read {
+            match (outcome, scan.found.get_mut(i)) {
+                (Some(Ok((raw_hash, ruleset))), Some(file)) => {
+                    file.raw_hash = Some(raw_hash);
+                    file.ruleset = ruleset;
+                }
+                (Some(Err(reason)), _) => failed.push((i, reason)),
+                _ => {}
+            }
+        }
+        if !failed.is_empty() {
+            // Files that could not be read or parsed are problems, not rulesets.
+            let mut failed = failed.into_iter().peekable();
+            let mut usable = Vec::with_capacity(scan.found.len());
+            for (i, file) in scan.found.into_iter().enumerate() {
+                match failed.next_if(|(j, _)| *j == i) {
+                    Some((_, reason)) => {
+                        scan.problems.push(FileProblem {
+                            path: file.path,
+                            reason,
+                        });
+                        scan.unusable.insert((file.tenant, file.name));
+                    }
+                    None => usable.push(file),
                 }
             }
+            scan.found = usable;
         }
         scan
     }

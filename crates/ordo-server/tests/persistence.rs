@@ -157,6 +157,57 @@ fn two_files_of_one_ruleset_are_both_refused() {
     );
 }
 
+/// A first start over many files reads and compiles them on every core; each file
+/// still becomes its own commit, in name order, and each bad one is reported by path.
+#[test]
+fn a_large_directory_is_imported_in_name_order_with_its_bad_files_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected: Vec<String> = (0..300).map(|i| format!("r-{i:03}")).collect();
+    for name in &expected {
+        let text = serde_json::to_string(&ruleset(name, "1.0.0", name)).unwrap();
+        fs::write(dir.path().join(format!("{name}.json")), text).unwrap();
+    }
+    // Among them, a file that does not parse and one that does not compile.
+    fs::write(dir.path().join("r-100a.json"), "{\"config\": ").unwrap();
+    let mut broken = ruleset("r-200a", "1.0.0", "X");
+    broken["steps"]["check"]["default_next"] = json!("nowhere");
+    fs::write(dir.path().join("r-200a.json"), broken.to_string()).unwrap();
+
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), expected);
+    assert_eq!(s.get("/health").json()["storage"]["last_seq"], 300);
+    for (seq, name) in [(1, "r-000"), (101, "r-100"), (200, "r-199"), (300, "r-299")] {
+        let versions = s.get(&format!("/api/v1/rulesets/{name}/versions")).json();
+        assert_eq!(versions["versions"][0]["seq"], seq, "{name}: {versions}");
+    }
+    let r = s.post("/api/v1/execute/r-123", &json!({"input": {"x": 1}}));
+    assert_eq!(r.json()["code"], "r-123", "{}", r.text);
+    let h = s.get("/health").json();
+    let problems = h["checks"]["rules_dir_problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("r-100a.json")
+    );
+    assert!(
+        problems[1]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("r-200a.json")
+    );
+    assert!(
+        problems[1]["reason"].as_str().unwrap().contains("nowhere"),
+        "{problems:?}"
+    );
+    // Nothing new at the next start: every file is known.
+    drop(s);
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), expected);
+    assert_eq!(s.get("/health").json()["storage"]["last_seq"], 300);
+}
+
 #[test]
 fn files_are_imported_at_start_and_on_reload() {
     let dir = rules_dir_with(&["discount.json", "fraud-score.json"]);
@@ -788,15 +839,11 @@ fn a_stored_ruleset_that_no_longer_compiles_is_reported_not_served() {
             let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
                 .await
                 .unwrap();
-            for table in ["rulesets", "commits"] {
-                sqlx::query(&format!(
-                    "UPDATE {table} SET content = ? WHERE name = 'bad'"
-                ))
+            sqlx::query("UPDATE commits SET content = ? WHERE name = 'bad'")
                 .bind(broken.to_string())
                 .execute(&mut conn)
                 .await
                 .unwrap();
-            }
         });
     // The file and the hash column still say the content is current, so the start
     // serves the edited log rather than importing the file again.

@@ -330,7 +330,18 @@ impl Service {
             let this = self.clone();
             tokio::spawn(async move { this.write_tenants_file().await });
         }
-        warm_up(self.catalog_full(), deferred);
+        let (warmed, warm_up_over) = tokio::sync::oneshot::channel();
+        warm_up(self.catalog_full(), deferred, Some(warmed));
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Done, or never started: either way the start is over.
+            let _ = warm_up_over.await;
+            if let Some(store) = this.store.get()
+                && let Err(e) = store.after_start().await
+            {
+                tracing::warn!(error = %e, "the commit log could not be checkpointed after the start");
+            }
+        });
         if self.config().watch_rules
             && let Some(dir) = &self.files
         {
@@ -888,7 +899,7 @@ impl Service {
             let (catalog, contents) = log_catalog(&self.config(), &state);
             deliver(store, &state, &contents.0).await?;
             self.projection.store(catalog);
-            warm_up(self.catalog_full(), None);
+            warm_up(self.catalog_full(), None, None);
             if self.files.is_some() {
                 self.files_lagging.store(true, Ordering::SeqCst);
             }
@@ -1131,8 +1142,12 @@ const WARM_UP_CHUNK: usize = 64;
 /// executions after a start find their rulesets compiled. With `read`, their contents
 /// are read first, a chunk at a time, each chunk compiled before the next is read (on a
 /// connection and a runtime of the thread's own: entries waiting for these contents may
-/// hold every worker of the serving runtime).
-fn warm_up(catalog: Arc<Catalog>, read: Option<ReadContents>) {
+/// hold every worker of the serving runtime). `done` is told when it is over.
+fn warm_up(
+    catalog: Arc<Catalog>,
+    read: Option<ReadContents>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let compile_all = move || {
         let started = Instant::now();
         let entries: std::collections::HashMap<u64, &Arc<Entry>> = catalog
@@ -1172,6 +1187,9 @@ fn warm_up(catalog: Arc<Catalog>, read: Option<ReadContents>) {
             let _ = entry.compiled();
         }
         crate::memory::warm_up_done();
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
         tracing::debug!(
             rulesets = entries.len(),
             ms = started.elapsed().as_secs_f64() * 1e3,

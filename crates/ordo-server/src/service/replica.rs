@@ -60,7 +60,7 @@ impl Service {
             "catalog rebuilt from the stream"
         );
         self.projection.store(catalog);
-        warm_up(self.catalog_full(), None);
+        warm_up(self.catalog_full(), None, None);
     }
 
     /// Applies one event after the catalog's `seq`; returns whether it changed anything

@@ -488,12 +488,41 @@ impl Service {
                             }
                         }
                 };
-                Ok(match listing {
+                let mut scan = match listing {
                     Some(listing) => listing.read(&known),
                     None => dir.scan(&known),
-                })
+                };
+                // Stamped, and compiled unless their content is already current, here
+                // and on every core when many files were read: the write path below
+                // only decides what each becomes.
+                let parsed: Vec<(usize, Box<RuleSet>)> = scan
+                    .found
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(i, file)| file.ruleset.take().map(|r| (i, r)))
+                    .collect();
+                let parsed: Vec<_> = parsed
+                    .into_iter()
+                    .filter_map(|(i, ruleset)| scan.found.get(i).map(|file| (i, file, ruleset)))
+                    .collect();
+                let heavy = parsed.len();
+                let checked = crate::parallel::map(parsed, heavy, |(i, file, ruleset)| {
+                    let checked = stamp(&file.tenant, *ruleset).map(|(model, stored)| {
+                        let is_current = current
+                            .tenant(&file.tenant)
+                            .and_then(|v| v.rulesets.get(&file.name))
+                            .is_some_and(|e| e.stored.hash == stored.hash);
+                        let compiled =
+                            (!is_current).then(|| Compiled::of(&model));
+                        (model, stored, compiled)
+                    });
+                    (i, checked)
+                });
+                Ok((scan, checked))
             })
             .await?;
+            let (scan, checked) = scan;
+            let mut checked = checked.into_iter().peekable();
             let checked_at_ns = now_ns();
             let t_scan = started.elapsed();
             // What the file cache learns: files read now. Unchanged files keep their
@@ -515,10 +544,10 @@ impl Service {
             let mut edit = catalog.edit();
             let mut commits = Vec::new();
             let mut seq = *head;
-            for file in scan.found {
+            for (i, file) in scan.found.into_iter().enumerate() {
                 let key = (file.tenant.clone(), file.name.clone());
                 seen.insert(key.clone());
-                let Some(ruleset) = file.ruleset else {
+                let Some((_, checked)) = checked.next_if(|(j, _)| *j == i) else {
                     // Known bytes, already current.
                     if let (Some(seen), Some(_)) = (cache.get(&key), &file.raw_hash) {
                         // Read and hashed again just now (the stamp had changed).
@@ -537,8 +566,8 @@ impl Service {
                         reason,
                     })
                 };
-                let (model, stored) = match stamp(&file.tenant, *ruleset) {
-                    Ok(stamped) => stamped,
+                let (model, mut stored, compiled) = match checked {
+                    Ok(checked) => checked,
                     Err(e) => {
                         problem(e.to_string());
                         continue;
@@ -571,10 +600,8 @@ impl Service {
                     ));
                     continue;
                 }
-                let Prepared {
-                    mut stored, compiled, ..
-                } = match compile_stamped(model, stored) {
-                    Ok(prepared) => prepared,
+                let compiled = match compiled.unwrap_or_else(|| Compiled::of(&model)) {
+                    Ok(compiled) => compiled,
                     Err(e) => {
                         problem(e.to_string());
                         continue;

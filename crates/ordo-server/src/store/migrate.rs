@@ -52,6 +52,11 @@ pub(super) const SQLITE: Embedded = &[
         "file cache snapshot",
         include_str!("../../migrations/sqlite/0007_file_cache_snapshot.sql"),
     ),
+    (
+        8,
+        "rulesets without content",
+        include_str!("../../migrations/sqlite/0008_rulesets_without_content.sql"),
+    ),
 ];
 
 pub(super) const POSTGRES: Embedded = &[
@@ -69,6 +74,11 @@ pub(super) const POSTGRES: Embedded = &[
         3,
         "traces",
         include_str!("../../migrations/postgres/0003_traces.sql"),
+    ),
+    (
+        4,
+        "rulesets without content",
+        include_str!("../../migrations/postgres/0004_rulesets_without_content.sql"),
     ),
 ];
 

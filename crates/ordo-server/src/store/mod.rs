@@ -529,6 +529,15 @@ impl Store {
         }
     }
 
+    /// The start is over: an embedded log goes back to copying its write-ahead log
+    /// into its database file (see [`SqliteStore::resume_checkpoints`]).
+    pub async fn after_start(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.resume_checkpoints().await,
+            Store::Memory(_) | Store::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Releases the database (pending writes are already durable).
     pub async fn close(&self) {
         match self {

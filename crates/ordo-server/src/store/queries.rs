@@ -119,12 +119,11 @@ macro_rules! shared_queries {
                 let Some((first, _)) = run.first() else { continue };
                 let sql = match &first.change {
                     Change::PutRuleSet(_) => format!(
-                        "INSERT INTO rulesets (tenant_id, name, seq, version, content, hash)
+                        "INSERT INTO rulesets (tenant_id, name, seq, version, hash)
                          VALUES {}
                          ON CONFLICT (tenant_id, name) DO UPDATE SET
-                           seq = excluded.seq, version = excluded.version,
-                           content = excluded.content, hash = excluded.hash",
-                        values(run.len(), 6, $numbered)
+                           seq = excluded.seq, version = excluded.version, hash = excluded.hash",
+                        values(run.len(), 5, $numbered)
                     ),
                     Change::DeleteRuleSet { .. } => format!(
                         "DELETE FROM rulesets WHERE (tenant_id, name) IN (VALUES {})",
@@ -148,7 +147,6 @@ macro_rules! shared_queries {
                             .bind(row.name)
                             .bind(row.seq)
                             .bind(&r.version)
-                            .bind(row.content.as_deref())
                             .bind(&r.hash),
                         Change::DeleteRuleSet { .. } => query.bind(row.tenant).bind(row.name),
                         Change::PutTenant(_) => query

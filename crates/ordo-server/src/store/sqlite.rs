@@ -24,6 +24,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let fresh = !path.exists();
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -44,11 +45,43 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        migrate::migrator(migrate::SQLITE).await?.run(&pool).await?;
+        let mut conn = pool.acquire().await?;
+        if fresh {
+            // A new file's migrations need not each reach the disk: in WAL mode a lost
+            // tail of them leaves a consistent database whose next start applies them
+            // again, and the first commit of the log syncs all of them with it.
+            sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        migrate::migrator(migrate::SQLITE)
+            .await?
+            .run(&mut *conn)
+            .await?;
+        // Until the start is over (see `resume_checkpoints`), commits stay in the
+        // write-ahead log: importing a rules directory then costs one write of its
+        // rulesets, not a second copy into the database file before readiness.
+        let settings = if fresh {
+            "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0"
+        } else {
+            "PRAGMA wal_autocheckpoint = 0"
+        };
+        sqlx::query(settings).execute(&mut *conn).await?;
+        drop(conn);
         Ok(SqliteStore {
             pool,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Copies what the start wrote from the write-ahead log into the database file,
+    /// and lets SQLite do so again whenever the log reaches its default 1,000 pages
+    /// (a connection opened later, after an error, starts with that default anyway).
+    pub async fn resume_checkpoints(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The migration state of the database file at `path`, without changing it.
@@ -116,16 +149,15 @@ impl SqliteStore {
     pub async fn load(&self) -> Result<State, StoreError> {
         // All current rulesets in one value, one line per ruleset: handing thousands of
         // rows one by one from the database thread costs several times more than the
-        // data. Read from the `rulesets_info` index alone: the contents (and, in the
-        // table, every column stored after them) sit in overflow pages a start does not
-        // need; they are read after it (see `contents`). No field holds a tab or a
-        // newline: tenant and name are validated names, seq a number, hash hex, the
-        // version a JSON string literal (json_quote escapes control characters).
+        // data. Their contents are in the commits that put them, read after readiness
+        // (see `contents`). No field holds a tab or a newline: tenant and name are
+        // validated names, seq a number, hash hex, the version a JSON string literal
+        // (json_quote escapes control characters).
         let (seq, meta): (Option<i64>, Option<String>) = sqlx::query_as(
             "SELECT (SELECT MAX(seq) FROM commits),
                     group_concat(tenant_id || char(9) || name || char(9) || seq || char(9)
                                  || hash || char(9) || json_quote(version), char(10))
-             FROM rulesets INDEXED BY rulesets_info",
+             FROM rulesets",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -194,11 +226,10 @@ impl SqliteStore {
         }
         let sql = match &c.change {
             Change::PutRuleSet(_) => one_commit!(
-                "INSERT INTO rulesets (tenant_id, name, seq, version, content, hash)
-                 SELECT ?6, ?7, ?1, ?8, ?9, ?10 WHERE changes() = 1
+                "INSERT INTO rulesets (tenant_id, name, seq, version, hash)
+                 SELECT ?6, ?7, ?1, ?8, ?10 WHERE changes() = 1
                  ON CONFLICT (tenant_id, name) DO UPDATE SET
-                   seq = excluded.seq, version = excluded.version,
-                   content = excluded.content, hash = excluded.hash"
+                   seq = excluded.seq, version = excluded.version, hash = excluded.hash"
             ),
             Change::DeleteRuleSet { .. } => one_commit!(
                 "DELETE FROM rulesets WHERE tenant_id = ?6 AND name = ?7 AND changes() = 1"
