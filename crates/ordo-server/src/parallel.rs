@@ -5,14 +5,24 @@
 /// starting a thread costs about as much as reading and compiling a few files.
 const MIN_PER_THREAD: usize = 32;
 
+/// The cores this process may use (a cgroup's CPU quota included), read once: the
+/// standard library reads several files under `/proc` and `/sys` at every call.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `f` over `items`, results in the items' order. `heavy` says how many of them are
 /// real work (the rest being cheap, such as files known by their stamp): it decides
 /// how many threads are worth starting, up to one per core. Items are split into
 /// equal runs, one per thread; the calling thread takes the first.
 pub fn map<T: Send, U: Send>(items: Vec<T>, heavy: usize, f: impl Fn(T) -> U + Sync) -> Vec<U> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(heavy / MIN_PER_THREAD).max(1);
-    if threads == 1 {
+    let threads = if heavy < 2 * MIN_PER_THREAD {
+        1
+    } else {
+        cores().min(heavy / MIN_PER_THREAD)
+    };
+    if threads <= 1 {
         return items.into_iter().map(f).collect();
     }
     let per_thread = items.len().div_ceil(threads);
@@ -91,7 +101,7 @@ mod tests {
 
     #[test]
     fn heavy_work_uses_every_core() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = cores();
         let threads = map((0..1000).collect::<Vec<u32>>(), 1000, |_| {
             std::thread::current().id()
         });

@@ -96,10 +96,10 @@ pub async fn serve(
             let scheme = if tls.is_some() { "grpcs" } else { "grpc" };
             tracing::info!("gRPC listening on {scheme}://{addr}");
         }
-        let threads = service.config().worker_threads.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |n| n as usize,
-        );
+        let threads = service
+            .config()
+            .worker_threads
+            .map_or_else(crate::parallel::cores, |n| n as usize);
         crate::grpc::serve_threads(
             service.clone(),
             listener,

@@ -253,7 +253,7 @@ impl Service {
     ) -> Result<BatchReport> {
         let started = Instant::now();
         let items: Vec<(bool, serde_json::Value)> = if options.parallel && !options.stop_on_error {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = crate::parallel::cores();
             let chunk = inputs.len().div_ceil(threads).max(1);
             std::thread::scope(|scope| {
                 let handles: Vec<_> = inputs
