@@ -17,6 +17,8 @@ pub fn cores() -> usize {
 /// how many threads are worth starting, up to one per core. Items are split into
 /// equal runs, one per thread; the calling thread takes the first.
 pub fn map<T: Send, U: Send>(items: Vec<T>, heavy: usize, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    // Too little for two threads (a restart, whose files are known by their stamp):
+    // decided before `cores()`, whose first call reads the cgroup files.
     let threads = if heavy < 2 * MIN_PER_THREAD {
         1
     } else {
