@@ -301,13 +301,39 @@ impl Service {
             *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(file_cache);
             self.projection.store(catalog);
         }
+        let mut deferred = deferred;
         if self.is_cache() {
             self.load_replica().await;
         } else if self.files.is_some() {
+            let import_heap = crate::memory::ImportHeap::start();
             let report = self
                 .reload_listed(listing)
                 .await
                 .map_err(StartError::Import)?;
+            if let Some(heap) = &import_heap {
+                heap.stop();
+            }
+            // What the import keeps (compiled rulesets, the file cache) was made among
+            // everything it read and wrote: read back from the log, as a restart reads
+            // it, it is laid out afresh, and the import heap keeps no page.
+            // (A reader imports nothing into a log: it serves the files as read.)
+            if report.imported > 0
+                && !self.is_reader()
+                && let Store::Sqlite(sqlite) = store
+            {
+                let state = store.load().await?;
+                let (catalog, contents) = log_catalog(&self.config(), &state);
+                let file_cache = store.load_file_cache().await?;
+                deferred = Some(ReadContents {
+                    path: sqlite.path().to_path_buf(),
+                    seqs: state.rulesets.iter().map(|r| r.seq).collect(),
+                    delivery: contents,
+                });
+                let _head = self.head.lock().await;
+                *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(file_cache);
+                self.projection.store(catalog);
+            }
+            drop(import_heap);
             tracing::debug!(
                 open_ms = opened.as_secs_f64() * 1e3,
                 load_ms = loaded.as_secs_f64() * 1e3,

@@ -512,9 +512,15 @@ impl Service {
                             .tenant(&file.tenant)
                             .and_then(|v| v.rulesets.get(&file.name))
                             .is_some_and(|e| e.stored.hash == stored.hash);
-                        let compiled =
-                            (!is_current).then(|| Compiled::of(&model));
-                        (model, stored, compiled)
+                        // The model is kept only where it was not compiled: a
+                        // thousand parsed rulesets held to the end of the import
+                        // would double what it holds at once.
+                        let compiled = if is_current {
+                            Err(model)
+                        } else {
+                            Ok(Compiled::of(&model))
+                        };
+                        (stored, compiled)
                     });
                     (i, checked)
                 });
@@ -566,7 +572,7 @@ impl Service {
                         reason,
                     })
                 };
-                let (model, mut stored, compiled) = match checked {
+                let (mut stored, compiled) = match checked {
                     Ok(checked) => checked,
                     Err(e) => {
                         problem(e.to_string());
@@ -600,7 +606,7 @@ impl Service {
                     ));
                     continue;
                 }
-                let compiled = match compiled.unwrap_or_else(|| Compiled::of(&model)) {
+                let compiled = match compiled.unwrap_or_else(|model| Compiled::of(&model)) {
                     Ok(compiled) => compiled,
                     Err(e) => {
                         problem(e.to_string());
