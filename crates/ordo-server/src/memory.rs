@@ -211,8 +211,10 @@ impl ImportHeap {
             )
             .is_ok()
         {
+            // An allocation takes microseconds; yielding lets one whose thread was
+            // preempted finish.
             while IN_IMPORT_HEAP.load(Ordering::SeqCst) != 0 {
-                std::hint::spin_loop();
+                std::thread::yield_now();
             }
         }
     }
