@@ -201,6 +201,21 @@ fn a_large_directory_is_imported_in_name_order_with_its_bad_files_reported() {
         problems[1]["reason"].as_str().unwrap().contains("nowhere"),
         "{problems:?}"
     );
+    // The process that imported knows every file it imported: a reload imports
+    // nothing, and every ruleset, read back from the log, executes.
+    let r = s.request("POST", "/api/v1/admin/reload", &[], None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let report = r.json();
+    assert_eq!(report["imported"], 0, "{report}");
+    assert_eq!(report["rules_loaded"], 300, "{report}");
+    assert_eq!(s.get("/health").json()["storage"]["last_seq"], 300);
+    for name in ["r-000", "r-199", "r-299"] {
+        let r = s.post(
+            &format!("/api/v1/execute/{name}"),
+            &json!({"input": {"x": 1}}),
+        );
+        assert_eq!(r.json()["code"], name, "{}", r.text);
+    }
     // Nothing new at the next start: every file is known.
     drop(s);
     let s = start(dir.path(), &[]);
