@@ -281,7 +281,7 @@ impl Service {
         // The embedded database's contents are read after readiness, by the warm-up;
         // another store's are read now (a database across a network can fail between
         // the two, and an entry must never wait on one that does).
-        let deferred = match store {
+        let mut deferred = match store {
             Store::Sqlite(sqlite) => Some(ReadContents {
                 path: sqlite.path().to_path_buf(),
                 seqs: state.rulesets.iter().map(|r| r.seq).collect(),
@@ -301,7 +301,6 @@ impl Service {
             *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(file_cache);
             self.projection.store(catalog);
         }
-        let mut deferred = deferred;
         let mut retired = Retired::default();
         if self.is_cache() {
             self.load_replica().await;
