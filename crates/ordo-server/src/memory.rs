@@ -2,7 +2,6 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use libmimalloc_sys as mi;
 
@@ -52,49 +51,18 @@ unsafe fn block(
     p.cast()
 }
 
-/// A block for `layout` from `heap`, zeroed when `zeroed`.
-///
-/// # Safety
-/// `layout` has a non-zero size and `heap` is a live heap.
-#[allow(unsafe_code)]
-unsafe fn heap_block(heap: *mut mi::mi_heap_t, layout: Layout, zeroed: bool) -> *mut u8 {
-    let (size, align) = (layout.size(), layout.align());
-    let p = unsafe {
-        match (plain(size, align), zeroed) {
-            (true, false) => mi::mi_heap_malloc(heap, size),
-            (true, true) => mi::mi_heap_zalloc(heap, size),
-            (false, false) => mi::mi_heap_malloc_aligned(heap, size, align),
-            (false, true) => mi::mi_heap_zalloc_aligned(heap, size, align),
-        }
-    };
-    p.cast()
-}
-
 // SAFETY: every pointer passed to mimalloc came from mimalloc; the plain entry points
 // are used only where the block's alignment is at least the layout's (see above), and
-// `realloc` checks the new size the same way. The import heap is used only between
-// the two loads of `with_import_heap`, which its deletion waits out.
+// `realloc` checks the new size the same way.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !IMPORT_HEAP.load(Ordering::Relaxed).is_null() {
-            return with_import_heap(|heap| match heap {
-                Some(heap) => unsafe { heap_block(heap, layout, false) },
-                None => unsafe { block(layout, mi::mi_malloc, mi::mi_malloc_aligned) },
-            });
-        }
         unsafe { block(layout, mi::mi_malloc, mi::mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !IMPORT_HEAP.load(Ordering::Relaxed).is_null() {
-            return with_import_heap(|heap| match heap {
-                Some(heap) => unsafe { heap_block(heap, layout, true) },
-                None => unsafe { block(layout, mi::mi_zalloc, mi::mi_zalloc_aligned) },
-            });
-        }
         unsafe { block(layout, mi::mi_zalloc, mi::mi_zalloc_aligned) }
     }
 
@@ -105,133 +73,12 @@ unsafe impl GlobalAlloc for Allocator {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let (p, align) = (ptr.cast::<c_void>(), layout.align());
-        if !IMPORT_HEAP.load(Ordering::Relaxed).is_null() {
-            return with_import_heap(|heap| {
-                let moved = match heap {
-                    Some(heap) if plain(new_size, align) => unsafe {
-                        mi::mi_heap_realloc(heap, p, new_size)
-                    },
-                    Some(heap) => unsafe { mi::mi_heap_realloc_aligned(heap, p, new_size, align) },
-                    None if plain(new_size, align) => unsafe { mi::mi_realloc(p, new_size) },
-                    None => unsafe { mi::mi_realloc_aligned(p, new_size, align) },
-                };
-                moved.cast()
-            });
-        }
-        let moved = if plain(new_size, align) {
-            unsafe { mi::mi_realloc(p, new_size) }
+        let p = if plain(new_size, layout.align()) {
+            unsafe { mi::mi_realloc(ptr.cast::<c_void>(), new_size) }
         } else {
-            unsafe { mi::mi_realloc_aligned(p, new_size, align) }
+            unsafe { mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()) }
         };
-        moved.cast()
-    }
-}
-
-/// The heap every allocation goes to while a start imports the rules directory (null
-/// otherwise); see [`ImportHeap`].
-static IMPORT_HEAP: AtomicPtr<mi::mi_heap_t> = AtomicPtr::new(std::ptr::null_mut());
-/// Allocations in [`IMPORT_HEAP`] under way: it is deleted only once there are none.
-static IN_IMPORT_HEAP: AtomicUsize = AtomicUsize::new(0);
-
-/// `f` with the import heap, or `None` once the import is over. The heap cannot be
-/// deleted while `f` runs: [`ImportHeap::stop`] clears it and then waits for the count,
-/// and the count is raised before the heap is read, so a thread that still saw the
-/// heap set either finishes before the deletion or reads it cleared here.
-#[cold]
-#[inline(never)]
-fn with_import_heap<R>(f: impl FnOnce(Option<*mut mi::mi_heap_t>) -> R) -> R {
-    IN_IMPORT_HEAP.fetch_add(1, Ordering::SeqCst);
-    let heap = IMPORT_HEAP.load(Ordering::SeqCst);
-    let done = f((!heap.is_null()).then_some(heap));
-    IN_IMPORT_HEAP.fetch_sub(1, Ordering::Release);
-    done
-}
-
-/// A heap of its own for a start's import of the rules directory.
-///
-/// A first start reads, parses and compiles every file on every core and writes them
-/// all to the log in one transaction: at its peak it holds twice what the server holds
-/// afterwards, spread over the pages of every thread that took part. Whatever little
-/// outlives it (a map grown, a cached statement) would keep most of those pages
-/// resident, holding the process 6 MB above a restarted one's. In a heap of its own,
-/// the import's pages are all freed with it; what outlives it moves to the main heap
-/// when it is deleted.
-pub struct ImportHeap {
-    heap: AtomicPtr<mi::mi_heap_t>,
-}
-
-impl ImportHeap {
-    /// Sends every allocation, from any thread, to a new heap until [`ImportHeap::stop`].
-    /// `None` when [`Allocator`] is not the process's allocator (as in the library's
-    /// tests), another import has one, or none can be made.
-    #[allow(unsafe_code)]
-    pub fn start() -> Option<ImportHeap> {
-        let probe = Box::new(0u64);
-        // SAFETY: a query on any pointer.
-        let ours = unsafe { mi::mi_is_in_heap_region(std::ptr::from_ref(&*probe).cast()) };
-        if ours { ImportHeap::open() } else { None }
-    }
-
-    /// [`ImportHeap::start`] whichever allocator the process uses.
-    #[allow(unsafe_code)]
-    fn open() -> Option<ImportHeap> {
-        // SAFETY: takes no pointer; a null result is handled.
-        let heap = unsafe { mi::mi_heap_new() };
-        if heap.is_null() {
-            return None;
-        }
-        if IMPORT_HEAP
-            .compare_exchange(
-                std::ptr::null_mut(),
-                heap,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_err()
-        {
-            // SAFETY: made above and never published: no block was allocated in it.
-            unsafe { mi::mi_heap_delete(heap) };
-            return None;
-        }
-        Some(ImportHeap {
-            heap: AtomicPtr::new(heap),
-        })
-    }
-
-    /// Allocations go to the main heap again (blocks of the import heap stay valid).
-    pub fn stop(&self) {
-        let heap = self.heap.load(Ordering::SeqCst);
-        if IMPORT_HEAP
-            .compare_exchange(
-                heap,
-                std::ptr::null_mut(),
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok()
-        {
-            // An allocation takes microseconds; yielding lets one whose thread was
-            // preempted finish.
-            while IN_IMPORT_HEAP.load(Ordering::SeqCst) != 0 {
-                std::thread::yield_now();
-            }
-        }
-    }
-}
-
-impl Drop for ImportHeap {
-    /// Stops the heap and deletes it: its free pages go back to the arena, and the pages
-    /// of blocks still in use move to the main heap.
-    #[allow(unsafe_code)]
-    fn drop(&mut self) {
-        self.stop();
-        let heap = self.heap.swap(std::ptr::null_mut(), Ordering::SeqCst);
-        if !heap.is_null() {
-            // SAFETY: no allocation can reach the heap any more (`stop`), and mimalloc
-            // lets a heap be deleted from any thread, moving its live blocks.
-            unsafe { mi::mi_heap_delete(heap) };
-        }
+        p.cast()
     }
 }
 
@@ -283,55 +130,6 @@ pub async fn after_warm_up() {
 #[allow(unsafe_code)]
 mod tests {
     use super::*;
-
-    unsafe extern "C" {
-        fn mi_heap_main() -> *mut mi::mi_heap_t;
-        fn mi_heap_contains(heap: *const mi::mi_heap_t, p: *const c_void) -> bool;
-    }
-
-    fn in_main_heap(p: *mut u8) -> bool {
-        // SAFETY: a query on a live block.
-        unsafe { mi_heap_contains(mi_heap_main(), p.cast()) }
-    }
-
-    /// While an import heap is up, every allocation (plain, zeroed, aligned, grown)
-    /// goes to it; after `stop`, to the main heap again; and its blocks outlive its
-    /// deletion, moved to the main heap with their contents.
-    #[test]
-    fn the_import_heap_takes_every_allocation_until_stopped_and_its_blocks_outlive_it() {
-        // The test binary's allocator is not `Allocator`: a service started by
-        // another test takes no import heap, and this one is opened directly.
-        assert!(ImportHeap::start().is_none());
-        let Some(heap) = ImportHeap::open() else {
-            unreachable!("no other import heap is up in this test binary");
-        };
-        assert!(ImportHeap::open().is_none(), "one import heap at a time");
-        let small = Layout::from_size_align(48, 8).unwrap_or_else(|_| unreachable!());
-        let wide = Layout::from_size_align(256, 64).unwrap_or_else(|_| unreachable!());
-        // SAFETY: non-zero sizes; every block is written within its size and freed once.
-        unsafe {
-            let a = Allocator.alloc(small);
-            let b = Allocator.alloc_zeroed(wide);
-            assert_eq!(b as usize % 64, 0);
-            assert!(std::slice::from_raw_parts(b, 256).iter().all(|x| *x == 0));
-            a.write_bytes(7, 48);
-            let a = Allocator.realloc(a, small, 4096);
-            for p in [a, b] {
-                assert!(!in_main_heap(p), "allocated while the import heap is up");
-            }
-            heap.stop();
-            let c = Allocator.alloc(small);
-            assert!(in_main_heap(c), "allocated after stop");
-            drop(heap);
-            assert!(in_main_heap(a) && in_main_heap(b), "moved to the main heap");
-            assert!(std::slice::from_raw_parts(a, 48).iter().all(|x| *x == 7));
-            Allocator.dealloc(a, Layout::from_size_align_unchecked(4096, 8));
-            Allocator.dealloc(b, wide);
-            Allocator.dealloc(c, small);
-        }
-        let again = ImportHeap::open();
-        assert!(again.is_some(), "a new import heap once the last is gone");
-    }
 
     fn usable(p: *mut u8) -> usize {
         // SAFETY: `p` is a live block from mimalloc.

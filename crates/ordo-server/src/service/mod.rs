@@ -281,7 +281,7 @@ impl Service {
         // The embedded database's contents are read after readiness, by the warm-up;
         // another store's are read now (a database across a network can fail between
         // the two, and an entry must never wait on one that does).
-        let mut deferred = match store {
+        let deferred = match store {
             Store::Sqlite(sqlite) => Some(ReadContents {
                 path: sqlite.path().to_path_buf(),
                 seqs: state.rulesets.iter().map(|r| r.seq).collect(),
@@ -301,41 +301,13 @@ impl Service {
             *self.file_cache.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(file_cache);
             self.projection.store(catalog);
         }
-        let mut retired = Retired::default();
         if self.is_cache() {
             self.load_replica().await;
         } else if self.files.is_some() {
-            retired.heap = crate::memory::ImportHeap::start();
             let report = self
                 .reload_listed(listing)
                 .await
                 .map_err(StartError::Import)?;
-            if let Some(heap) = &retired.heap {
-                heap.stop();
-            }
-            // What the import keeps (entries, compiled rulesets, the file cache) was
-            // made in the import heap, among everything it read and wrote, and would
-            // keep those pages resident. Copied out, its rulesets read back from the
-            // log by the warm-up as on a restart, it leaves the heap nothing to keep.
-            if report.imported > 0
-                && !self.is_reader()
-                && let Store::Sqlite(sqlite) = store
-            {
-                let _head = self.head.lock().await;
-                let imported = self.projection.load_full();
-                let (catalog, contents, seqs) = reread_catalog(&imported);
-                {
-                    let mut cache = self.file_cache.lock().unwrap_or_else(|e| e.into_inner());
-                    *cache = Arc::new(crate::store::FileCache::clone(&cache));
-                }
-                deferred = Some(ReadContents {
-                    path: sqlite.path().to_path_buf(),
-                    seqs,
-                    delivery: contents,
-                });
-                self.projection.store(catalog);
-                retired.catalog = Some(imported);
-            }
             tracing::debug!(
                 open_ms = opened.as_secs_f64() * 1e3,
                 load_ms = loaded.as_secs_f64() * 1e3,
@@ -359,7 +331,7 @@ impl Service {
             tokio::spawn(async move { this.write_tenants_file().await });
         }
         let (warmed, warm_up_over) = tokio::sync::oneshot::channel();
-        warm_up(self.catalog_full(), deferred, Some(warmed), retired);
+        warm_up(self.catalog_full(), deferred, Some(warmed));
         let this = self.clone();
         tokio::spawn(async move {
             // Done, or never started: either way the start is over.
@@ -927,7 +899,7 @@ impl Service {
             let (catalog, contents) = log_catalog(&self.config(), &state);
             deliver(store, &state, &contents.0).await?;
             self.projection.store(catalog);
-            warm_up(self.catalog_full(), None, None, Retired::default());
+            warm_up(self.catalog_full(), None, None);
             if self.files.is_some() {
                 self.files_lagging.store(true, Ordering::SeqCst);
             }
@@ -1143,42 +1115,6 @@ fn log_catalog(config: &Config, state: &crate::store::State) -> (Catalog, Delive
     (catalog, Delivery(contents))
 }
 
-/// A copy of `catalog` whose entries are all read back from the log: compiled once
-/// their contents arrive through the returned delivery (the seqs to read are returned
-/// with it). Every structure is allocated anew; only the tenants' rate limiters are
-/// shared.
-fn reread_catalog(catalog: &Catalog) -> (Catalog, Delivery, Vec<u64>) {
-    let contents = LogContents::new();
-    let mut seqs = Vec::with_capacity(catalog.ruleset_count());
-    let tenants = catalog
-        .tenants
-        .iter()
-        .map(|(id, view)| {
-            let rulesets = view
-                .rulesets
-                .iter()
-                .map(|(name, entry)| {
-                    seqs.push(entry.stored.seq);
-                    let entry = Entry::from_log(entry.stored.clone(), contents.clone());
-                    (name.clone(), Arc::new(entry))
-                })
-                .collect();
-            let view = TenantView {
-                config: view.config.clone(),
-                limiter: view.limiter.clone(),
-                rulesets,
-                stored: view.stored,
-            };
-            (id.clone(), Arc::new(view))
-        })
-        .collect();
-    let catalog = Catalog {
-        seq: catalog.seq,
-        tenants,
-    };
-    (catalog, Delivery(contents), seqs)
-}
-
 /// Reads the contents of `state`'s rulesets from `store` and hands them over.
 async fn deliver(
     store: &Store,
@@ -1202,35 +1138,15 @@ struct ReadContents {
 /// this many rulesets' text, not all of them.
 const WARM_UP_CHUNK: usize = 64;
 
-/// What a start's import leaves behind: let go by the warm-up, off the way to readiness
-/// (dropping a thousand compiled rulesets takes some 3 ms).
-#[derive(Default)]
-pub(super) struct Retired {
-    heap: Option<crate::memory::ImportHeap>,
-    catalog: Option<Arc<Catalog>>,
-}
-
-impl Retired {
-    /// The heap goes first: its pages move to the main heap as they are, and each
-    /// block of the old catalog freed there lets mimalloc collect that page whole, the
-    /// blocks other threads freed into it included, and give it back once it is empty.
-    fn release(self) {
-        drop(self.heap);
-        drop(self.catalog);
-    }
-}
-
 /// Compiles every entry not compiled yet, on a thread of its own, so that the first
 /// executions after a start find their rulesets compiled. With `read`, their contents
 /// are read first, a chunk at a time, each chunk compiled before the next is read (on a
 /// connection and a runtime of the thread's own: entries waiting for these contents may
-/// hold every worker of the serving runtime). Then `retired` goes; `done` is told when
-/// it is over.
+/// hold every worker of the serving runtime). `done` is told when it is over.
 fn warm_up(
     catalog: Arc<Catalog>,
     read: Option<ReadContents>,
     done: Option<tokio::sync::oneshot::Sender<()>>,
-    retired: Retired,
 ) {
     let compile_all = move || {
         let started = Instant::now();
@@ -1270,7 +1186,6 @@ fn warm_up(
         for entry in entries.values() {
             let _ = entry.compiled();
         }
-        retired.release();
         crate::memory::warm_up_done();
         if let Some(done) = done {
             let _ = done.send(());

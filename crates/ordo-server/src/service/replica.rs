@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Retired, Service, build_catalog, warm_up};
+use super::{Service, build_catalog, warm_up};
 use crate::projection::{Catalog, Entry, TenantView};
 use crate::store::StoredRuleSet;
 use crate::sync::event::{Envelope, Event};
@@ -60,7 +60,7 @@ impl Service {
             "catalog rebuilt from the stream"
         );
         self.projection.store(catalog);
-        warm_up(self.catalog_full(), None, None, Retired::default());
+        warm_up(self.catalog_full(), None, None);
     }
 
     /// Applies one event after the catalog's `seq`; returns whether it changed anything
