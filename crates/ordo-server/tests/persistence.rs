@@ -202,7 +202,7 @@ fn a_large_directory_is_imported_in_name_order_with_its_bad_files_reported() {
         "{problems:?}"
     );
     // The process that imported knows every file it imported: a reload imports
-    // nothing, and every ruleset, read back from the log, executes.
+    // nothing, and the imported rulesets execute.
     let r = s.request("POST", "/api/v1/admin/reload", &[], None);
     assert_eq!(r.status, 200, "{}", r.text);
     let report = r.json();
