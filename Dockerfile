@@ -5,7 +5,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p ordo-server \
+RUN cargo --locked build-server \
  && strip target/release/ordo-server
 
 # glibc, CA certificates (for tls:// NATS and PostgreSQL with sslmode) and a non-root

@@ -13,7 +13,7 @@ ordo_bin() {
   if [ -n "${ORDO_BENCH_BIN:-}" ]; then
     BIN=$ORDO_BENCH_BIN
   else
-    cargo build --release -p ordo-server --quiet
+    cargo --quiet build-server
     BIN=${CARGO_TARGET_DIR:-target}/release/ordo-server
   fi
 }

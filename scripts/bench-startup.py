@@ -6,27 +6,33 @@
 The first start imports the N files into the commit log; later starts read the log and
 check the files by their size and modification time (set a minute back, as for files
 written before the restart).
-RSS is read 0.2 s after readiness, once the warm-up has compiled every ruleset.
+RSS is read 0.2 s after readiness, once the warm-up has compiled every ruleset. A first
+start over many files runs the import as a one-off child process (`ordo-server import`);
+its peak RSS, which it logs as it ends, is reported beside the server's.
 Time-to-ready is measured from exec to the first 200 from /healthz/ready, asked as soon
 as the server logs that it listens (and every 0.2 ms after that until it answers 200).
 Waiting on the log line instead of polling from exec keeps the measuring process from
 taking CPU from the server while it starts.
 """
-import http.client, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import http.client, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-subprocess.run(["cargo", "build", "--release", "-p", "ordo-server", "--quiet"], cwd=root, check=True)
-target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
-binary = os.path.join(target, "release", "ordo-server")
+# ORDO_BENCH_BIN measures a given binary (to compare two builds) instead of building.
+binary = os.environ.get("ORDO_BENCH_BIN")
+if not binary:
+    subprocess.run(["cargo", "--quiet", "build-server"], cwd=root, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
+    binary = os.path.join(target, "release", "ordo-server")
 template = json.load(open(os.path.join(root, "crates/ordo-core/benches/data/discount.json")))
 # The build just wrote the binary, so the page cache holds it as written, not as an
 # exec reads it from disk (a deployment's case), and the resident code differs. Evict
 # it: the first start reads it like a fresh one.
 with open(binary, "rb") as f:
     os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-subprocess.run([sys.executable, os.path.join(root, "scripts/link-order.py"), "--check"], check=False)
+if not os.environ.get("ORDO_BENCH_BIN"):
+    subprocess.run([sys.executable, os.path.join(root, "scripts/link-order.py"), "--check"], check=False)
 
 
 def free_port():
@@ -49,7 +55,11 @@ def start(rules):
                              "--log-level", "info"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     # Wait for the listener without spinning (a polling loop would take CPU from the
     # server on this 2-core machine), then ask /healthz/ready until it answers 200.
+    child_peak = None
     for line in proc.stdout:
+        if b"import done" in line:
+            m = re.search(rb"peak_rss_kb=(\d+)", line)
+            child_peak = int(m.group(1)) / 1024 if m else None
         if b"listening on" in line:
             break
     threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
@@ -69,10 +79,12 @@ def start(rules):
     rss = rss_kb(proc.pid)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
+    if child_peak is not None:
+        child_peaks.append(child_peak)
     return ready * 1000, rss / 1024
 
 
-first, restart, first_rss, restart_rss = [], [], [], []
+first, restart, first_rss, restart_rss, child_peaks = [], [], [], [], []
 for _ in range(runs):
     rules = tempfile.mkdtemp()
     try:
@@ -98,3 +110,6 @@ print(f"first start (imports {n} files): ready in median {statistics.median(firs
       f"(min {min(first):.1f}, max {max(first):.1f}), RSS median {statistics.median(first_rss):.1f} MB")
 print(f"restart ({len(restart)} starts): ready in median {statistics.median(restart):.1f} ms "
       f"(min {min(restart):.1f}, max {max(restart):.1f}), RSS median {statistics.median(restart_rss):.1f} MB")
+if child_peaks:
+    print(f"import process ({len(child_peaks)} first starts): peak RSS median {statistics.median(child_peaks):.1f} MB "
+          f"(it ends before the server is ready)")

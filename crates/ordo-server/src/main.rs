@@ -64,8 +64,17 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Some(Command::Import) => match loaded {
+            Ok((config, warnings)) => import(config, warnings),
+            Err(e) => {
+                eprintln!("ordo-server: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         None => match loaded {
             Ok((config, warnings)) => {
+                // A large first import runs as `ordo-server <the same arguments> import`.
+                ordo_server::service::enable_own_process(std::env::args_os().skip(1).collect());
                 let sources = config::watch::Sources {
                     files: cli.config_files,
                     env: std::env::vars()
@@ -141,6 +150,54 @@ fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ordo-server import`: exit 0 once the rules directory's differences from the log
+/// are committed (files that cannot be used are logged and skipped, as by a server), 2
+/// for a configuration that cannot import, 1 when the import fails.
+fn import(config: Config, warnings: Vec<String>) -> ExitCode {
+    telemetry::init_logs(&config.log_level, config.log_format == LogFormat::Json);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    // One thread: the scan spreads itself over the cores anyway.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ordo-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ordo_server::service::Service::import(config)) {
+        Ok(()) => {
+            tracing::info!(peak_rss_kb = peak_rss_kb(), "import done");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("cannot import: {e}");
+            eprintln!("ordo-server: import: {e}");
+            match e {
+                StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// The process's peak resident size (0 where /proc does not tell).
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Prints a line; a closed stdout (`| head`) is not an error worth a panic.

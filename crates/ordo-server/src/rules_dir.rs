@@ -190,6 +190,10 @@ impl RulesDir {
             .truncate(false)
             .write(true)
             .open(&path)?;
+        self.locked(file)
+    }
+
+    fn locked(&self, file: File) -> io::Result<File> {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |e| {
                 io::Error::new(
@@ -202,6 +206,23 @@ impl RulesDir {
             },
         )?;
         Ok(file)
+    }
+
+    /// The directory's lock as held through `fd`, an open file inherited from the
+    /// process that took it: `None` when `fd` is not this directory's lock file. A
+    /// process that inherits the lock shares it (one open file, one lock); it takes it
+    /// again here so that a file not locked by anyone is locked now, or refused.
+    pub fn inherited_lock(&self, fd: std::os::fd::BorrowedFd<'_>) -> Option<io::Result<File>> {
+        let path = self.root.join(STATE_DIR).join("lock");
+        let (held, ours) = (rustix::fs::fstat(fd).ok()?, rustix::fs::stat(&path).ok()?);
+        if (held.st_dev, held.st_ino) != (ours.st_dev, ours.st_ino) {
+            return None;
+        }
+        let file = match fd.try_clone_to_owned() {
+            Ok(owned) => File::from(owned),
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.locked(file))
     }
 
     fn tenant_dir(&self, tenant: &str) -> PathBuf {
@@ -458,6 +479,13 @@ struct ListedFile {
 }
 
 impl Listing {
+    /// Tenant and name of every listed ruleset file.
+    pub fn rulesets(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.files
+            .iter()
+            .map(|f| (f.tenant.as_str(), f.name.as_str()))
+    }
+
     /// Reads the listed files that `known` does not recognise (see [`RulesDir::scan`]),
     /// on every core when there are many: a first start reads thousands.
     pub fn read(self, known: &Known<'_>) -> Scan {

@@ -141,7 +141,20 @@ fn the_image_is_built_in_stages_from_the_locked_workspace() {
         stages >= 2,
         "a multi-stage build keeps the toolchain out of the image"
     );
-    assert!(text.contains("cargo build --release --locked -p ordo-server"));
+    // The binary as shipped: the workspace's `build-server` alias, a static release link.
+    assert!(text.contains("cargo --locked build-server"), "{text}");
+    let cargo = std::fs::read_to_string(repo().join(".cargo/config.toml")).unwrap();
+    let alias = cargo
+        .lines()
+        .find(|l| l.starts_with("build-server"))
+        .unwrap_or_default();
+    for part in [
+        "\"--release\"",
+        "\"ordo-server\"",
+        "target-feature=+crt-static",
+    ] {
+        assert!(alias.contains(part), "{alias}");
+    }
     assert!(text.contains("COPY --from=build"));
     let ignored = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
     assert!(ignored.lines().any(|l| l.trim() == "target"));

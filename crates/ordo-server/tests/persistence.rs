@@ -176,6 +176,26 @@ fn a_large_directory_is_imported_in_name_order_with_its_bad_files_reported() {
     let s = start(dir.path(), &[]);
     assert_eq!(names(&s), expected);
     assert_eq!(s.get("/health").json()["storage"]["last_seq"], 300);
+    if !common::postgres::active() {
+        // So many new files are imported by a one-off process (`ordo-server import`),
+        // whose audit events are in the same log and whose commits are counted here.
+        let log = s.log_text();
+        assert!(
+            log.contains("rules directory imported by a one-off process")
+                && log.contains("commits=300"),
+            "{log}"
+        );
+        let audited = log
+            .lines()
+            .filter(|l| l.contains("ordo::audit") && l.contains("ruleset_put"))
+            .count();
+        assert_eq!(audited, 300, "{log}");
+        let metrics = s.get("/metrics").text;
+        assert!(
+            metrics.contains("ordo_commits_total{source=\"file\"} 300"),
+            "{metrics}"
+        );
+    }
     for (seq, name) in [(1, "r-000"), (101, "r-100"), (200, "r-199"), (300, "r-299")] {
         let versions = s.get(&format!("/api/v1/rulesets/{name}/versions")).json();
         assert_eq!(versions["versions"][0]["seq"], seq, "{name}: {versions}");
@@ -884,4 +904,91 @@ fn symbolically_linked_rules_files_are_read() {
     assert_eq!(names(&s), ["linked"]);
     let r = s.post("/api/v1/execute/linked", &json!({"input": {"x": 1}}));
     assert_eq!(r.json()["code"], "L");
+}
+
+/// Runs `ordo-server <args> import` and returns its exit code, stdout and stderr.
+fn import(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(common::BIN)
+        .args(["--log-level", "info"])
+        .args(args)
+        .arg("import")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ordo-server import` brings the embedded log up to the directory as a one-off
+/// process; a server then imports nothing. It takes the directory's lock, so it is
+/// refused while a server holds it, and a configuration it cannot use stops it with
+/// exit code 2, touching nothing.
+#[test]
+fn the_import_command_fills_the_log_once_and_takes_the_directory_lock() {
+    if common::postgres::active() {
+        return;
+    }
+    let dir = rules_dir_with(&["discount.json", "fraud-score.json"]);
+    let path = dir.path().to_str().unwrap();
+    let (code, out, err) = import(&["--rules-dir", path]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("imported=2") && out.contains("import done"),
+        "{out}"
+    );
+    let audited = out.lines().filter(|l| l.contains("ordo::audit")).count();
+    assert_eq!(audited, 2, "{out}");
+    // Nothing new the second time.
+    let (code, out, err) = import(&["--rules-dir", path]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("imported=0") && out.contains("loaded=2"),
+        "{out}"
+    );
+
+    let s = start(dir.path(), &[]);
+    assert_eq!(names(&s), ["discount", "fraud-score"]);
+    assert_eq!(s.get("/health").json()["storage"]["last_seq"], 2);
+    assert!(s.log_text().contains("imported=0"), "{}", s.log_text());
+    // A file added while the server holds the directory is not imported behind its back.
+    fs::write(
+        dir.path().join("added.json"),
+        serde_json::to_string(&ruleset("added", "1.0.0", "A")).unwrap(),
+    )
+    .unwrap();
+    let (code, out, err) = import(&["--rules-dir", path]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("is locked by another ordo-server"), "{err}");
+    assert_eq!(s.get("/health").json()["storage"]["last_seq"], 2);
+    drop(s);
+    let (code, out, err) = import(&["--rules-dir", path]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("imported=1"), "{out}");
+
+    for (args, reason) in [
+        (
+            vec!["--rules-dir", path, "--role", "reader"],
+            "a reader commits nothing",
+        ),
+        (vec![], "no rules directory to import"),
+        (
+            vec![
+                "--rules-dir",
+                path,
+                "--database-url",
+                "postgres://127.0.0.1:1/ordo",
+            ],
+            "a one-off import writes the embedded SQLite log",
+        ),
+        (vec!["--rules-dir", path, "--port", "nope"], "port"),
+    ] {
+        let (code, out, err) = import(&args);
+        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
+    let s = start(dir.path(), &[]);
+    assert_eq!(s.get("/health").json()["storage"]["last_seq"], 3);
 }

@@ -33,6 +33,10 @@ pub enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Import the rules directory into the embedded SQLite commit log as a one-off
+    /// process, then exit (a writer's start does the same; it runs this command for a
+    /// large import so that the server's own memory stays small).
+    Import,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]

@@ -6,6 +6,7 @@
 
 mod attach;
 mod exec;
+mod import;
 mod jobs;
 mod replica;
 mod rules;
@@ -25,6 +26,7 @@ use crate::rules_dir::{FileChange, FileProblem, RulesDir};
 use crate::store::{Commit, Location, Source, StorageInfo, Store};
 
 pub use exec::{BatchOptions, Executed, TestCase};
+pub use import::{OWN_PROCESS_FROM, enable_own_process};
 pub use jobs::{JobInput, Jobs, MAX_ASYNC_BATCH, MAX_LIST};
 pub use replica::{Rebuild, ReplicaState};
 
@@ -116,7 +118,17 @@ pub struct Service {
     /// commit, so a start knows which files a crash may have left behind).
     files_done: std::sync::atomic::AtomicU64,
     /// Exclusive lock on the rules directory, held for the process's lifetime.
-    _dir_lock: Option<File>,
+    dir_lock: Option<File>,
+    purpose: Purpose,
+}
+
+/// What a process starts the service for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A server.
+    Serve,
+    /// `ordo-server import`: bring the log up to the rules directory, then stop.
+    Import,
 }
 
 impl Service {
@@ -125,6 +137,37 @@ impl Service {
     /// failure stops the start); PostgreSQL is attached in the background, the instance
     /// staying not ready until the database answers with an up-to-date schema.
     pub async fn start(config: Config) -> Result<Arc<Service>, StartError> {
+        Self::start_for(config, Purpose::Serve).await
+    }
+
+    /// `ordo-server import`: imports the rules directory into the embedded database's
+    /// log as a one-off process (a server's start runs one for a large import) and
+    /// returns once the commits are durable. The directory's lock is taken, or shared
+    /// when standard input is the lock file of a server that runs this import.
+    pub async fn import(mut config: Config) -> Result<(), StartError> {
+        if config.role == crate::config::Role::Reader {
+            return Err(StartError::Config(
+                "a reader commits nothing; run it with the writer's configuration".into(),
+            ));
+        }
+        if config.rules_dir.is_none() {
+            return Err(StartError::Config(
+                "no rules directory to import (rules_dir / --rules-dir)".into(),
+            ));
+        }
+        if let Location::Postgres(_) = config.store_location().map_err(StartError::Config)? {
+            return Err(StartError::Config(
+                "a one-off import writes the embedded SQLite log; a server on PostgreSQL imports its rules directory when it attaches".into(),
+            ));
+        }
+        // Nothing is published from here: the server publishes the log it loads.
+        config.nats_url = None;
+        let service = Self::start_for(config, Purpose::Import).await?;
+        service.close().await;
+        Ok(())
+    }
+
+    async fn start_for(config: Config, purpose: Purpose) -> Result<Arc<Service>, StartError> {
         let problems = config.check();
         if !problems.is_empty() {
             return Err(StartError::Config(
@@ -151,7 +194,14 @@ impl Service {
                     source,
                 };
                 let dir = RulesDir::open(path, &config.default_tenant).map_err(dir_err)?;
-                let lock = dir.lock().map_err(dir_err)?;
+                let inherited = match purpose {
+                    Purpose::Import => {
+                        use std::os::fd::AsFd;
+                        dir.inherited_lock(std::io::stdin().as_fd())
+                    }
+                    Purpose::Serve => None,
+                };
+                let lock = inherited.unwrap_or_else(|| dir.lock()).map_err(dir_err)?;
                 (Some(Arc::new(dir)), Some(lock))
             }
             None => (None, None),
@@ -192,7 +242,8 @@ impl Service {
             file_problems: Mutex::new(Vec::new()),
             own_writes: Arc::new(Mutex::new(BTreeMap::new())),
             files_done: std::sync::atomic::AtomicU64::new(0),
-            _dir_lock: dir_lock,
+            dir_lock,
+            purpose,
         });
         // A local log is read now: list the rules directory meanwhile, on another
         // thread, for the import that follows (a remote one may take minutes to reach,
@@ -244,13 +295,41 @@ impl Service {
             return Err(StartError::Config("no store".into()));
         };
         let opened = t0.elapsed();
-        let state = store.load().await?;
+        let mut state = store.load().await?;
         let loaded = t0.elapsed();
         // The listing taken meanwhile says whether a crash left staged files behind.
         let mut listing = match listing {
             Some(task) => task.await.ok(),
             None => None,
         };
+        if self.purpose == Purpose::Serve
+            && matches!(store, Store::Sqlite(_))
+            && !self.is_reader()
+            && let (Some(lock), Some(listed)) = (&self.dir_lock, &listing)
+            && import::worth_own_process(listed, &state)
+        {
+            let before = state.seq;
+            match import::in_own_process(lock).await {
+                Ok(took) => {
+                    state = store.load().await?;
+                    let commits = state.seq.saturating_sub(before);
+                    // Its audit events went to the same log; its commits count here.
+                    metrics::counter!("ordo_commits_total", "source" => Source::File.as_str())
+                        .increment(commits);
+                    tracing::info!(
+                        commits,
+                        ms = took.as_secs_f64() * 1e3,
+                        "rules directory imported by a one-off process"
+                    );
+                    // Its repairs of interrupted writes may have changed files.
+                    if listing.as_ref().is_some_and(|l| l.staged) {
+                        listing = None;
+                    }
+                }
+                // The import below does it all, as it would have anyway.
+                Err(e) => tracing::warn!("{e}; importing in the server's own process"),
+            }
+        }
         let staged = listing.as_ref().is_none_or(|l| l.staged);
         if let Some(dir) = self.files.as_ref().filter(|_| !self.is_reader()) {
             let mut repaired = false;
@@ -324,6 +403,9 @@ impl Service {
             );
         }
         self.attached.store(true, Ordering::SeqCst);
+        if self.purpose == Purpose::Import {
+            return Ok(());
+        }
         if self.files.is_some() && !self.is_reader() {
             // Readers of the directory learn the tenants from it; repair it if a crash
             // came between a tenant commit and its file.
