@@ -8,8 +8,9 @@ COPY . .
 RUN cargo --locked build-server \
  && strip target/release/ordo-server
 
-# glibc, CA certificates (for tls:// NATS and PostgreSQL with sslmode) and a non-root
-# user; nothing else.
+# CA certificates (for tls:// NATS and PostgreSQL with sslmode), a non-root user, and
+# the build image's glibc (the binary links glibc statically, which may still load its
+# NSS modules for a name lookup); nothing else.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/ordo-server /usr/local/bin/ordo-server
 COPY examples/rules /srv/examples

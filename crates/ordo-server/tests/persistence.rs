@@ -992,3 +992,38 @@ fn the_import_command_fills_the_log_once_and_takes_the_directory_lock() {
     let s = start(dir.path(), &[]);
     assert_eq!(s.get("/health").json()["storage"]["last_seq"], 3);
 }
+
+/// The import process only saves the server work: when it cannot run (here its binary
+/// is gone, deleted once the server runs), the server imports the files itself.
+#[test]
+fn a_first_start_whose_import_process_cannot_run_imports_by_itself() {
+    if common::postgres::active() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let n = ordo_server::service::OWN_PROCESS_FROM + 10;
+    for i in 0..n {
+        let name = format!("r-{i:03}");
+        let text = serde_json::to_string(&ruleset(&name, "1.0.0", &name)).unwrap();
+        fs::write(dir.path().join(format!("{name}.json")), text).unwrap();
+    }
+    let bin_dir = tempfile::tempdir().unwrap();
+    let bin = bin_dir.path().join("ordo-server");
+    fs::copy(common::BIN, &bin).unwrap();
+    let s = Server::try_start_binary(
+        bin.to_str().unwrap(),
+        &["--rules-dir", dir.path().to_str().unwrap()],
+        || fs::remove_file(&bin).unwrap(),
+    )
+    .unwrap();
+    let log = s.log_text();
+    assert!(
+        log.contains("cannot start the import process")
+            && log.contains("importing in the server's own process"),
+        "{log}"
+    );
+    assert!(!log.contains("imported by a one-off process"), "{log}");
+    assert_eq!(s.get("/health").json()["storage"]["last_seq"], n);
+    let r = s.post("/api/v1/execute/r-007", &json!({"input": {"x": 1}}));
+    assert_eq!(r.json()["code"], "r-007", "{}", r.text);
+}

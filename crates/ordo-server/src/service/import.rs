@@ -2,7 +2,7 @@
 //! (`ordo-server import`), and the server then loads the log it wrote as a restart
 //! does. Parsing and compiling a thousand files leaves what outlives it scattered over
 //! the allocator's pages of every thread that took part; in a process that ends, that
-//! costs nothing, where in the server it kept some 6 MB resident for good.
+//! costs nothing, where in the server it kept some 5 MB resident for good.
 //!
 //! The child shares the server's lock on the directory (it gets the lock file as its
 //! standard input) and its configuration sources (the same arguments and environment).

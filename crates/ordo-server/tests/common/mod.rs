@@ -54,8 +54,18 @@ impl Server {
     /// PostgreSQL (see [`postgres::run`]) a server given no `--database-url` gets the
     /// test's database for its rules directory, and is waited for until ready.
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        Self::try_start_binary(BIN, args, || {})
+    }
+
+    /// [`Server::try_start`] with the binary at `bin`, calling `spawned` as soon as the
+    /// process runs.
+    pub fn try_start_binary(
+        bin: &str,
+        args: &[&str],
+        spawned: impl FnOnce(),
+    ) -> Result<Server, String> {
         let database = postgres::database_for(args);
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin)
             .args([
                 "--host",
                 "127.0.0.1",
@@ -77,6 +87,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ordo-server");
+        spawned();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         for stream in [
