@@ -1027,3 +1027,38 @@ fn a_first_start_whose_import_process_cannot_run_imports_by_itself() {
     let r = s.post("/api/v1/execute/r-007", &json!({"input": {"x": 1}}));
     assert_eq!(r.json()["code"], "r-007", "{}", r.text);
 }
+
+/// Many files added while the server was stopped are imported by a process of its own
+/// too, into the log that already exists.
+#[test]
+fn many_files_added_while_stopped_are_imported_by_a_process_of_their_own() {
+    if common::postgres::active() {
+        return;
+    }
+    let dir = rules_dir_with(&["discount.json"]);
+    let s = start(dir.path(), &[]);
+    assert!(
+        !s.log_text().contains("one-off process"),
+        "{}",
+        s.log_text()
+    );
+    drop(s);
+    let n = ordo_server::service::OWN_PROCESS_FROM;
+    for i in 0..n {
+        let name = format!("added-{i:03}");
+        let text = serde_json::to_string(&ruleset(&name, "1.0.0", &name)).unwrap();
+        fs::write(dir.path().join(format!("{name}.json")), text).unwrap();
+    }
+    let s = start(dir.path(), &[]);
+    let log = s.log_text();
+    assert!(
+        log.contains("rules directory imported by a one-off process")
+            && log.contains(&format!("commits={n}")),
+        "{log}"
+    );
+    assert_eq!(s.get("/health").json()["storage"]["last_seq"], n + 1);
+    let r = s.post("/api/v1/execute/added-042", &json!({"input": {"x": 1}}));
+    assert_eq!(r.json()["code"], "added-042", "{}", r.text);
+    let r = s.get("/api/v1/rulesets/discount");
+    assert_eq!(r.status, 200, "{}", r.text);
+}
