@@ -104,15 +104,9 @@ fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_off_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ordo-server: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let apply = matches!(action, MigrateAction::Up);
     let status = match runtime.block_on(ordo_server::store::migrate(&location, apply)) {
@@ -161,15 +155,9 @@ fn import(config: Config, warnings: Vec<String>) -> ExitCode {
         tracing::warn!("{w}");
     }
     // One thread: the scan spreads itself over the cores anyway.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_off_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ordo-server: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(ordo_server::service::Service::import(config)) {
         Ok(()) => {
@@ -198,6 +186,17 @@ fn peak_rss_kb() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The single-threaded runtime of a one-off command (`migrate`, `import`).
+fn one_off_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("ordo-server: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// Prints a line; a closed stdout (`| head`) is not an error worth a panic.
