@@ -105,7 +105,13 @@ for _ in range(runs):
     finally:
         shutil.rmtree(rules)
 
-print(f"{n} rulesets, {runs} directories")
+# This VM's speed changes by the hour: a fixed CPU loop puts the figures in context.
+t = time.perf_counter()
+s = 0
+for i in range(10_000_000):
+    s += i
+print(f"{n} rulesets, {runs} directories; this machine ran a 10-million-step Python loop "
+      f"in {time.perf_counter() - t:.2f} s")
 print(f"first start (imports {n} files): ready in median {statistics.median(first):.1f} ms "
       f"(min {min(first):.1f}, max {max(first):.1f}), RSS median {statistics.median(first_rss):.1f} MB")
 print(f"restart ({len(restart)} starts): ready in median {statistics.median(restart):.1f} ms "

@@ -209,7 +209,7 @@ fn run(config: Config, warnings: Vec<String>, sources: config::watch::Sources) -
     for w in warnings {
         tracing::warn!("{w}");
     }
-    // First: the recorder is built on a thread of its own while the start goes on.
+    // Installed first, so nothing recorded by the start is lost; built once it is over.
     let metrics = telemetry::init_metrics();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.worker_threads {
@@ -235,13 +235,20 @@ fn run(config: Config, warnings: Vec<String>, sources: config::watch::Sources) -
             }
         };
         config::watch::spawn(service.clone(), sources, tokio::runtime::Handle::current());
+        let recorder = metrics.clone();
         let serving = server::serve(service, listeners, metrics, server::shutdown_signal());
         tokio::pin!(serving);
         // This thread ran the start: once the warm-up is done, what the start freed here
-        // goes back to the system (an idle thread's free pages are returned by no other).
+        // goes back to the system (an idle thread's free pages are returned by no other),
+        // and the metrics recorder is built.
         let served = tokio::select! {
             served = &mut serving => served,
-            () = ordo_server::memory::after_warm_up() => serving.await,
+            () = ordo_server::memory::after_warm_up() => {
+                if let Some(recorder) = &recorder {
+                    recorder.build_in_background();
+                }
+                serving.await
+            }
         };
         match served {
             Ok(()) => ExitCode::SUCCESS,

@@ -582,14 +582,26 @@ pub fn stamp_of(path: &Path) -> Option<Stamp> {
 
 /// Reads a ruleset file's text, refusing oversized files.
 fn read_text(path: &Path) -> Result<String, String> {
-    let meta = fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "file is {} bytes, more than the {MAX_FILE_BYTES} allowed",
-            meta.len()
-        ));
+    use std::io::Read;
+    let too_big =
+        |size: u64| format!("file is {size} bytes, more than the {MAX_FILE_BYTES} allowed");
+    // Sized and read through one handle: one lookup of the path, and a file that grows
+    // after the check is still read no further than the limit.
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(too_big(size));
     }
-    fs::read_to_string(path).map_err(|e| e.to_string())
+    let mut text = String::with_capacity(usize::try_from(size).unwrap_or(0));
+    (&file)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    let read = u64::try_from(text.len()).unwrap_or(u64::MAX);
+    if read > MAX_FILE_BYTES {
+        return Err(too_big(read));
+    }
+    Ok(text)
 }
 
 /// Parses and checks one ruleset file's text, as the file `as_file`; sets its

@@ -1,9 +1,10 @@
 //! Logs (to stdout, text or JSON, one event per line) and the Prometheus recorder.
 
+mod deferred;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -61,97 +62,83 @@ const UPKEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// The Prometheus recorder, once built; what `/metrics` renders.
 #[derive(Clone)]
-pub struct Metrics(Arc<OnceLock<PrometheusRecorder>>);
+pub struct Metrics {
+    built: Arc<OnceLock<PrometheusRecorder>>,
+    deferred: Arc<deferred::Deferred>,
+    building: Arc<std::sync::Once>,
+}
 
 impl Metrics {
     /// The metrics in Prometheus' text format. Waits (off the async workers) in the
     /// moment after a start when the recorder is still being built.
     pub async fn render(&self) -> String {
-        if let Some(recorder) = self.0.get() {
+        if let Some(recorder) = self.built.get() {
             return recorder.handle().render();
         }
-        let cell = self.0.clone();
-        tokio::task::spawn_blocking(move || cell.wait().handle().render())
+        self.build_in_background();
+        let built = self.built.clone();
+        tokio::task::spawn_blocking(move || built.wait().handle().render())
             .await
             .unwrap_or_default()
     }
+
+    /// Builds the Prometheus recorder (once), then drains its histograms, on a thread of
+    /// its own. The server calls this once its start is over: building the recorder
+    /// spins on a core for 0.6 ms at best, up to 200 ms on a virtual machine, which a
+    /// start on two cores would share; what is recorded meanwhile waits in `deferred`.
+    pub fn build_in_background(&self) {
+        self.building.call_once(|| {
+            let build = {
+                let (built, deferred) = (self.built.clone(), self.deferred.clone());
+                move || {
+                    let recorder = built.get_or_init(|| {
+                        PrometheusBuilder::new()
+                            .set_buckets(BUCKETS)
+                            .map(PrometheusBuilder::build_recorder)
+                            // `set_buckets` refuses only an empty list.
+                            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder())
+                    });
+                    deferred.hand_over(recorder);
+                    metrics::gauge!("ordo_build_info", "version" => env!("CARGO_PKG_VERSION"))
+                        .set(1.0);
+                    recorder.handle()
+                }
+            };
+            let build_then_drain = {
+                let build = build.clone();
+                move || {
+                    let handle = build();
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        handle.run_upkeep();
+                    }
+                }
+            };
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(build_then_drain);
+            if let Err(e) = spawned {
+                // Without the thread: built here, and histograms are not drained.
+                tracing::warn!(error = %e, "cannot start the metrics thread");
+                build();
+            }
+        });
+    }
 }
 
-/// The global recorder: hands every registration to the Prometheus recorder, waiting
-/// for it in the moment after a start when it is still being built.
-///
-/// Building it calibrates the cycle counter its clock reads (quanta), a busy loop of
-/// 0.6 ms at best that on a virtual machine takes up to 200 ms (its deadline) in about
-/// one start in a hundred. It is built on a thread of its own, so a start does not wait
-/// for it unless it records a metric before the calibration is done.
-struct Deferred(Arc<OnceLock<PrometheusRecorder>>);
-
-impl Deferred {
-    fn recorder(&self) -> &PrometheusRecorder {
-        self.0.wait()
-    }
-}
-
-impl metrics::Recorder for Deferred {
-    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.recorder().describe_counter(key, unit, description);
-    }
-    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.recorder().describe_gauge(key, unit, description);
-    }
-    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.recorder().describe_histogram(key, unit, description);
-    }
-    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        self.recorder().register_counter(key, metadata)
-    }
-    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        self.recorder().register_gauge(key, metadata)
-    }
-    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        self.recorder().register_histogram(key, metadata)
-    }
-}
-
-/// Installs the global metrics recorder and returns what `/metrics` renders. The
-/// recorder is built, and its histograms drained, on a thread of its own.
+/// Installs the global metrics recorder and returns what `/metrics` renders. What is
+/// recorded before `Metrics::build_in_background` has built the Prometheus recorder
+/// waits for it in `deferred`; nothing else does.
 pub fn init_metrics() -> Option<Metrics> {
-    let cell = Arc::new(OnceLock::new());
-    if let Err(e) = metrics::set_global_recorder(Deferred(cell.clone())) {
+    let built = Arc::new(OnceLock::new());
+    let deferred = Arc::new(deferred::Deferred::new(built.clone()));
+    if let Err(e) = metrics::set_global_recorder(deferred.clone()) {
         tracing::warn!(error = %e, "metrics disabled");
         return None;
     }
-    let build = {
-        let cell = cell.clone();
-        move || {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(BUCKETS)
-                .map(PrometheusBuilder::build_recorder)
-                // `set_buckets` refuses only an empty list.
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
-            let handle = recorder.handle();
-            let _ = cell.set(recorder);
-            metrics::gauge!("ordo_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-            handle
-        }
-    };
-    let build_then_drain = {
-        let build = build.clone();
-        move || {
-            let handle = build();
-            loop {
-                std::thread::sleep(UPKEEP_EVERY);
-                handle.run_upkeep();
-            }
-        }
-    };
-    let spawned = std::thread::Builder::new()
-        .name("metrics-upkeep".into())
-        .spawn(build_then_drain);
-    if let Err(e) = spawned {
-        // Without the thread: built here, and histograms are not drained.
-        tracing::warn!(error = %e, "cannot start the metrics thread");
-        build();
-    }
-    Some(Metrics(cell))
+    Some(Metrics {
+        built,
+        deferred,
+        building: Arc::new(std::sync::Once::new()),
+    })
 }

@@ -54,7 +54,7 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
         {
             self.evict_idle();
         }
-        // The limiter's own clock: building a clock calibrates it, far dearer than a check.
+        // The limiter's own clock: the time the check was made against.
         self.buckets.check_key(key).map_err(|not_until| {
             retry_after_secs(not_until.wait_time_from(self.buckets.clock().now()))
         })
