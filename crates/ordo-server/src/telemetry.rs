@@ -5,7 +5,7 @@ mod deferred;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
@@ -66,18 +66,21 @@ pub struct Metrics {
     built: Arc<OnceLock<PrometheusRecorder>>,
     deferred: Arc<deferred::Deferred>,
     building: Arc<std::sync::Once>,
+    /// Set once what was recorded before the recorder was built has been handed to it
+    /// (`built` is set before that, for the hand-over itself).
+    complete: Arc<OnceLock<PrometheusHandle>>,
 }
 
 impl Metrics {
-    /// The metrics in Prometheus' text format. Waits (off the async workers) in the
-    /// moment after a start when the recorder is still being built.
+    /// The metrics in Prometheus' text format. Waits (off the async workers) while the
+    /// recorder is still being built, which a first call starts if nothing has yet.
     pub async fn render(&self) -> String {
-        if let Some(recorder) = self.built.get() {
-            return recorder.handle().render();
+        if let Some(handle) = self.complete.get() {
+            return handle.render();
         }
         self.build_in_background();
-        let built = self.built.clone();
-        tokio::task::spawn_blocking(move || built.wait().handle().render())
+        let complete = self.complete.clone();
+        tokio::task::spawn_blocking(move || complete.wait().render())
             .await
             .unwrap_or_default()
     }
@@ -90,6 +93,7 @@ impl Metrics {
         self.building.call_once(|| {
             let build = {
                 let (built, deferred) = (self.built.clone(), self.deferred.clone());
+                let complete = self.complete.clone();
                 move || {
                     let recorder = built.get_or_init(|| {
                         PrometheusBuilder::new()
@@ -101,7 +105,7 @@ impl Metrics {
                     deferred.hand_over(recorder);
                     metrics::gauge!("ordo_build_info", "version" => env!("CARGO_PKG_VERSION"))
                         .set(1.0);
-                    recorder.handle()
+                    complete.get_or_init(|| recorder.handle()).clone()
                 }
             };
             let build_then_drain = {
@@ -140,5 +144,40 @@ pub fn init_metrics() -> Option<Metrics> {
         built,
         deferred,
         building: Arc::new(std::sync::Once::new()),
+        complete: Arc::new(OnceLock::new()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::{Key, Level, Metadata, Recorder};
+
+    /// A scrape that comes before the recorder is built starts the build and answers
+    /// with everything recorded until then: it waits for the hand-over, not merely for
+    /// the recorder (thousands of early series make that window wide).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrape_before_the_build_sees_what_was_recorded_early() {
+        let built = Arc::new(OnceLock::new());
+        let metrics = Metrics {
+            built: built.clone(),
+            deferred: Arc::new(deferred::Deferred::new(built)),
+            building: Arc::new(std::sync::Once::new()),
+            complete: Arc::new(OnceLock::new()),
+        };
+        let metadata = Metadata::new("test", Level::INFO, None);
+        for i in 0..3_000 {
+            let key = Key::from_parts("early_total", vec![metrics::Label::new("n", i.to_string())]);
+            metrics
+                .deferred
+                .register_counter(&key, &metadata)
+                .increment(1);
+        }
+        let text = metrics.render().await;
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("early_total{"))
+            .count();
+        assert_eq!(series, 3_000, "{}", &text[..text.len().min(2_000)]);
+    }
 }
