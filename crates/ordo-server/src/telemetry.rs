@@ -5,7 +5,7 @@ mod deferred;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
@@ -63,11 +63,9 @@ const UPKEEP_EVERY: Duration = Duration::from_millis(250);
 /// The Prometheus recorder, once built; what `/metrics` renders.
 #[derive(Clone)]
 pub struct Metrics {
-    built: Arc<OnceLock<PrometheusRecorder>>,
     deferred: Arc<deferred::Deferred>,
     building: Arc<std::sync::Once>,
-    /// Set once what was recorded before the recorder was built has been handed to it
-    /// (`built` is set before that, for the hand-over itself).
+    /// Set once what was recorded before the recorder was built has been handed to it.
     complete: Arc<OnceLock<PrometheusHandle>>,
 }
 
@@ -92,17 +90,15 @@ impl Metrics {
     pub fn build_in_background(&self) {
         self.building.call_once(|| {
             let build = {
-                let (built, deferred) = (self.built.clone(), self.deferred.clone());
-                let complete = self.complete.clone();
+                let (deferred, complete) = (self.deferred.clone(), self.complete.clone());
                 move || {
-                    let recorder = built.get_or_init(|| {
+                    let recorder = deferred.build(|| {
                         PrometheusBuilder::new()
                             .set_buckets(BUCKETS)
                             .map(PrometheusBuilder::build_recorder)
                             // `set_buckets` refuses only an empty list.
                             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder())
                     });
-                    deferred.hand_over(recorder);
                     metrics::gauge!("ordo_build_info", "version" => env!("CARGO_PKG_VERSION"))
                         .set(1.0);
                     complete.get_or_init(|| recorder.handle()).clone()
@@ -134,14 +130,12 @@ impl Metrics {
 /// recorded before `Metrics::build_in_background` has built the Prometheus recorder
 /// waits for it in `deferred`; nothing else does.
 pub fn init_metrics() -> Option<Metrics> {
-    let built = Arc::new(OnceLock::new());
-    let deferred = Arc::new(deferred::Deferred::new(built.clone()));
+    let deferred = Arc::new(deferred::Deferred::new());
     if let Err(e) = metrics::set_global_recorder(deferred.clone()) {
         tracing::warn!(error = %e, "metrics disabled");
         return None;
     }
     Some(Metrics {
-        built,
         deferred,
         building: Arc::new(std::sync::Once::new()),
         complete: Arc::new(OnceLock::new()),
@@ -158,10 +152,8 @@ mod tests {
     /// the recorder (thousands of early series make that window wide).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_scrape_before_the_build_sees_what_was_recorded_early() {
-        let built = Arc::new(OnceLock::new());
         let metrics = Metrics {
-            built: built.clone(),
-            deferred: Arc::new(deferred::Deferred::new(built)),
+            deferred: Arc::new(deferred::Deferred::new()),
             building: Arc::new(std::sync::Once::new()),
             complete: Arc::new(OnceLock::new()),
         };

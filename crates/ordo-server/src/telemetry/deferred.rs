@@ -38,7 +38,7 @@ enum Kind {
 
 /// The global recorder: the Prometheus recorder once `built` holds it.
 pub(super) struct Deferred {
-    built: Arc<OnceLock<PrometheusRecorder>>,
+    built: OnceLock<PrometheusRecorder>,
     early: Mutex<Early>,
 }
 
@@ -69,15 +69,22 @@ fn set_or_pending<R, P, T>(
 }
 
 impl Deferred {
-    pub(super) fn new(built: Arc<OnceLock<PrometheusRecorder>>) -> Deferred {
+    pub(super) fn new() -> Deferred {
         Deferred {
-            built,
+            built: OnceLock::new(),
             early: Mutex::new(Early::default()),
         }
     }
 
+    /// Builds the recorder with `make` (once) and hands it what was registered so far.
+    pub(super) fn build(&self, make: impl FnOnce() -> PrometheusRecorder) -> &PrometheusRecorder {
+        let recorder = self.built.get_or_init(make);
+        self.hand_over(recorder);
+        recorder
+    }
+
     /// Hands what was registered so far over to `recorder`, which `built` now holds.
-    pub(super) fn hand_over(&self, recorder: &PrometheusRecorder) {
+    fn hand_over(&self, recorder: &PrometheusRecorder) {
         // Taken after `built` was set: whoever registers from here on finds it there.
         let early = std::mem::take(&mut *lock(&self.early));
         for (kind, name, unit, text) in early.descriptions {
@@ -259,8 +266,7 @@ mod tests {
 
     #[test]
     fn what_is_recorded_before_the_recorder_is_built_is_handed_over() {
-        let built = Arc::new(OnceLock::new());
-        let deferred = Deferred::new(built.clone());
+        let deferred = Deferred::new();
         let counter = deferred.register_counter(&key("early_total"), &METADATA);
         // Registered again before the build (as a macro does at every call): the same
         // series, not a second one lost at the hand-over.
@@ -280,8 +286,7 @@ mod tests {
 
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let recorder = built.get_or_init(|| recorder);
-        deferred.hand_over(recorder);
+        deferred.build(|| recorder);
         // Handles given out early now record straight into the recorder.
         counter.increment(1);
         gauge.increment(1.0);
@@ -309,8 +314,7 @@ mod tests {
 
     #[test]
     fn records_racing_the_hand_over_are_counted_once() {
-        let built = Arc::new(OnceLock::new());
-        let deferred = Arc::new(Deferred::new(built.clone()));
+        let deferred = Deferred::new();
         let counter = deferred.register_counter(&key("raced_total"), &METADATA);
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
@@ -323,8 +327,7 @@ mod tests {
                     }
                 });
             }
-            let recorder = built.get_or_init(|| recorder);
-            deferred.hand_over(recorder);
+            deferred.build(|| recorder);
         });
         assert!(
             handle.render().lines().any(|l| l == "raced_total 40000"),
